@@ -1,0 +1,42 @@
+# The two first commands on a fresh machine:
+#   make run   - the gateway in dev mode (in-memory store, embedded OpenIM sandbox)
+#   make test  - lint, type-check and the test suite against a real redis-server
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint typecheck pytest system-packages clean
+
+run: $(VENV)/.installed
+	$(BIN)/messenger-gw dev
+
+test: $(VENV)/.installed-dev system-packages lint typecheck pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check messenger_gw tests
+	$(BIN)/ruff format --check messenger_gw tests
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed-dev system-packages
+	$(BIN)/pytest
+
+system-packages:
+	scripts/ensure-system-packages redis-server:redis-server
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install --quiet -e '.[fast]'
+	touch $@
+
+$(VENV)/.installed-dev: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,fast]'
+	touch $@ $(VENV)/.installed
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

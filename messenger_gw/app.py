@@ -1,0 +1,83 @@
+"""``create_app``: the gateway's aiohttp application, wired from its settings.
+
+Resources (the store, the OpenIM session, the admin-token refresher) live in
+``cleanup_ctx`` so they open before the first request and close after the
+last one has drained. State is reached through typed ``web.AppKey`` keys
+declared next to the type they hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from .admin_token import ADMIN_TOKENS, AdminTokenManager
+from .errors import error_middleware
+from .health import DRAINING, healthz, readyz
+from .memory_store import MemoryStore
+from .metrics import METRICS, Metrics, metrics_handler, metrics_middleware
+from .openim import OPENIM, OpenIMClient, new_session
+from .operation_id import operation_id_middleware
+from .redis_store import RedisStore
+from .settings import SETTINGS, Settings
+from .store import STORE, Store
+
+
+def create_app(settings: Settings) -> web.Application:
+    if settings.openim_api_url is None:
+        raise ValueError("settings.openim_api_url is unset: start the sandbox first (see server.run_dev)")
+    app = web.Application(middlewares=[operation_id_middleware, metrics_middleware, error_middleware])
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[DRAINING] = asyncio.Event()
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_openim_ctx)
+    app.on_shutdown.append(_start_draining)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.redis_url is None:
+        if not settings.dev:
+            raise ValueError("the in-memory store is only for dev mode")
+        return MemoryStore()
+    return RedisStore.from_url(settings.redis_url.reveal())
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = open_store(app[SETTINGS])
+    app[STORE] = store
+    yield
+    await store.close()
+
+
+async def _openim_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.openim_api_url is not None  # checked by create_app
+    t = settings.openim_timeouts
+    session = new_session(
+        max_connections=settings.openim_max_connections, connect=t.connect, pool=t.pool, read=t.read, total=t.total
+    )
+    client = OpenIMClient(session, settings.openim_api_url, metrics=app[METRICS])
+    tokens = AdminTokenManager(
+        client,
+        settings.openim_secret,
+        settings.openim_admin_user_id,
+        metrics=app[METRICS],
+        max_age=settings.admin_token_max_age,
+    )
+    app[OPENIM] = client
+    app[ADMIN_TOKENS] = tokens
+    await tokens.start()
+    yield
+    await tokens.stop()
+    await session.close()
+
+
+async def _start_draining(app: web.Application) -> None:
+    app[DRAINING].set()

@@ -1,0 +1,78 @@
+"""The ``messenger-gw`` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__, logs, server
+from .sandbox import SandboxConfig
+from .settings import OPENIM_DEFAULT_ADMIN_USER_ID, OPENIM_DEFAULT_SECRET, ConfigError, HostPort, Settings
+
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "sandbox":
+            return _sandbox(args)
+        settings = Settings.from_env(os.environ, dev=args.command == "dev" or getattr(args, "dev", False))
+    except ConfigError as exc:
+        print(f"messenger-gw: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        width = max(len(name) for name, _ in settings.describe())
+        for name, value in settings.describe():
+            print(f"{name:<{width}}  {value}")
+        return 0
+    logs.configure(settings.log_level)
+    try:
+        server.run(settings)
+    except OSError as exc:  # most often: the address is in use
+        print(f"messenger-gw: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    logs.configure("info")
+    config = SandboxConfig(
+        secret=args.secret,
+        admin_user_ids=tuple(args.admin_user_id or [OPENIM_DEFAULT_ADMIN_USER_ID]),
+        token_expire_days=args.token_expire_days,
+    )
+    try:
+        server.run_sandbox(HostPort(args.host, args.port), config)
+    except OSError as exc:
+        print(f"messenger-gw: cannot start the sandbox: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="messenger-gw", description="Edge gateway in front of OpenIM.")
+    parser.add_argument("--version", action="version", version=f"messenger-gw {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("serve", help="run in production mode (needs REDIS_URL and OPENIM_API_URL)")
+    commands.add_parser("dev", help="run with the in-memory store and an embedded OpenIM sandbox")
+    check = commands.add_parser(
+        "check-config",
+        help="validate the MESSENGER_GW_* variables and print the effective configuration, secrets masked",
+    )
+    check.add_argument("--dev", action="store_true", help="validate for dev mode rather than production")
+    sandbox = commands.add_parser("sandbox", help="run the OpenIM sandbox alone")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=10002)
+    sandbox.add_argument("--secret", default=OPENIM_DEFAULT_SECRET)
+    sandbox.add_argument(
+        "--admin-user-id", action="append", default=None, help=f"repeatable; default {OPENIM_DEFAULT_ADMIN_USER_ID}"
+    )
+    sandbox.add_argument("--token-expire-days", type=int, default=90)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Prometheus metrics: one registry per app, names per the Prometheus naming guide.
+
+Labels are bounded sets (route template, method, status, OpenIM route and
+errCode, failure kind); a user ID is never a label.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Seconds; dense below 100 ms where the gateway's own overhead lives.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+UNMATCHED_ROUTE = "unmatched"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "messenger_gw_http_requests",
+            "HTTP requests answered, by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "messenger_gw_http_request_duration_seconds",
+            "Time from request received to response prepared, by route template and method.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.http_in_flight = Gauge(
+            "messenger_gw_http_requests_in_flight", "Requests being handled right now.", registry=r
+        )
+        self.openim_duration = Histogram(
+            "messenger_gw_openim_request_duration_seconds",
+            "Duration of calls to OpenIM's REST API, by OpenIM route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.openim_errors = Counter(
+            "messenger_gw_openim_errors",
+            "Calls to OpenIM that failed, by OpenIM route and kind (connect, timeout, protocol, errcode).",
+            ["route", "kind"],
+            registry=r,
+        )
+        self.openim_errcodes = Counter(
+            "messenger_gw_openim_errcodes",
+            "Non-zero errCodes OpenIM answered, by OpenIM route and errCode.",
+            ["route", "code"],
+            registry=r,
+        )
+        self.admin_token_refreshes = Counter(
+            "messenger_gw_admin_token_refreshes",
+            "Attempts to obtain OpenIM's admin token, by outcome (ok, error).",
+            ["outcome"],
+            registry=r,
+        )
+        self.admin_token_age = Gauge(
+            "messenger_gw_admin_token_age_seconds",
+            "Age of the cached OpenIM admin token (0 when none is held).",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (``/im/{tail}``), never the raw path."""
+    route = request.match_info.route
+    resource = route.resource
+    if resource is None or request.match_info.http_exception is not None:
+        return UNMATCHED_ROUTE
+    return resource.canonical
+
+
+@web.middleware
+async def metrics_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    metrics = request.app[METRICS]
+    route = route_template(request)
+    method = request.method if request.method in KNOWN_METHODS else "other"
+    metrics.http_in_flight.inc()
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.http_in_flight.dec()
+        metrics.http_duration.labels(route, method).observe(time.perf_counter() - started)
+        metrics.http_requests.labels(route, method, str(status)).inc()
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,396 @@
+"""A typed async client for OpenIM's REST API (v3.8.3).
+
+Every call is a POST with the ``operationID`` header; OpenIM answers HTTP 200
+with the envelope ``{"errCode", "errMsg", "errDlt", "data"}`` even on errors
+(``openim-contract.md``, section 1). The client turns that envelope into a
+typed result or one of these exceptions:
+
+* OpenIMError - anything that kept a call from returning a result.
+  + OpenIMUnavailable - no usable answer: OpenIM could not be reached or was too slow.
+    - OpenIMConnectError - the connection failed; the request was never sent.
+    - OpenIMTimeout - connected, but no complete answer within the timeout.
+  + OpenIMProtocolError - an answer that is not OpenIM's envelope (HTTP 404 text,
+    an empty HTTP 500, non-JSON, or ``data`` missing its fields).
+  + OpenIMAPIError - OpenIM answered ``errCode != 0``; ``code``, ``msg`` and ``detail`` carry it.
+    - ArgsError (1001), NoPermissionError (1002), RecordNotFoundError (1004),
+      UserIDNotFoundError (1101), RegisteredAlreadyError (1102),
+      GroupIDNotFoundError (1201), DismissedAlreadyError (1204), MsgAlreadyRevokeError (1404)
+    - TokenError (1501-1507): the token in the call is not usable; fetching a new
+      one and retrying once is the remedy. Subclasses: TokenExpiredError (1501),
+      TokenInvalidError (1502), TokenMalformedError (1503), TokenNotValidYetError (1504),
+      TokenUnknownError (1505), TokenKickedError (1506), TokenNotExistError (1507).
+
+Other codes raise ``OpenIMAPIError`` itself. Keying on ``errCode`` only is
+deliberate: ``errMsg``/``errDlt`` differ between OpenIM patch releases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from .metrics import Metrics
+
+ADMIN_PLATFORM_ID = 10
+USER_PLATFORM_IDS = range(1, 10)
+
+
+# -- exceptions ---------------------------------------------------------------
+
+
+class OpenIMError(Exception):
+    """Base class: the call did not produce a result."""
+
+
+class OpenIMUnavailable(OpenIMError):
+    kind: ClassVar[str] = "unavailable"
+
+
+class OpenIMConnectError(OpenIMUnavailable):
+    kind = "connect"
+
+
+class OpenIMTimeout(OpenIMUnavailable):
+    kind = "timeout"
+
+
+class OpenIMProtocolError(OpenIMError):
+    kind: ClassVar[str] = "protocol"
+
+
+class OpenIMAPIError(OpenIMError):
+    """OpenIM answered with a non-zero ``errCode``."""
+
+    code: ClassVar[int] = 0
+    _by_code: ClassVar[dict[int, type[OpenIMAPIError]]] = {}
+
+    def __init__(self, code: int, msg: str, detail: str = "") -> None:
+        # errDlt may quote a token (1503: "jwt parse error, token=..."): it is kept
+        # on the exception for callers but never put in the exception's text.
+        super().__init__(f"OpenIM errCode {code} ({msg})")
+        self.errcode = code
+        self.msg = msg
+        self.detail = detail
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.code:
+            OpenIMAPIError._by_code[cls.code] = cls
+
+    @staticmethod
+    def from_envelope(code: int, msg: str, detail: str) -> OpenIMAPIError:
+        cls = OpenIMAPIError._by_code.get(code)
+        if cls is None:
+            cls = TokenError if 1501 <= code <= 1507 else OpenIMAPIError
+        return cls(code, msg, detail)
+
+
+class ArgsError(OpenIMAPIError):
+    code = 1001
+
+
+class NoPermissionError(OpenIMAPIError):
+    code = 1002
+
+
+class RecordNotFoundError(OpenIMAPIError):
+    code = 1004
+
+
+class UserIDNotFoundError(OpenIMAPIError):
+    code = 1101
+
+
+class RegisteredAlreadyError(OpenIMAPIError):
+    code = 1102
+
+
+class GroupIDNotFoundError(OpenIMAPIError):
+    code = 1201
+
+
+class DismissedAlreadyError(OpenIMAPIError):
+    code = 1204
+
+
+class MsgAlreadyRevokeError(OpenIMAPIError):
+    code = 1404
+
+
+class TokenError(OpenIMAPIError):
+    """Errors 1501-1507: the token sent with the call cannot be used."""
+
+
+class TokenExpiredError(TokenError):
+    code = 1501
+
+
+class TokenInvalidError(TokenError):
+    code = 1502
+
+
+class TokenMalformedError(TokenError):
+    code = 1503
+
+
+class TokenNotValidYetError(TokenError):
+    code = 1504
+
+
+class TokenUnknownError(TokenError):
+    code = 1505
+
+
+class TokenKickedError(TokenError):
+    code = 1506
+
+
+class TokenNotExistError(TokenError):
+    code = 1507
+
+
+# -- typed results --------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A token from get_admin_token / get_user_token; ``expires_in`` is a duration in seconds."""
+
+    token: str
+    expires_in: int
+
+    def __repr__(self) -> str:
+        return f"IssuedToken(token='********', expires_in={self.expires_in})"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ParsedToken:
+    """What parse_token says of a token; ``expires_at`` is an absolute unix time."""
+
+    user_id: str
+    platform_id: int
+    expires_at: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserInfo:
+    user_id: str
+    nickname: str
+    face_url: str
+    ex: str
+    create_time: int  # ms
+    app_manager_level: int
+    global_recv_msg_opt: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewUser:
+    user_id: str
+    nickname: str
+    face_url: str = ""
+    ex: str = ""
+
+
+# -- the client -------------------------------------------------------------------------
+
+
+class OpenIMClient:
+    """Calls OpenIM through one shared, pooled ``aiohttp.ClientSession``.
+
+    The session is the transport seam: the app builds it with its connector
+    limits and timeouts (:func:`new_session`), tests may hand in any session.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, *, metrics: Metrics) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._metrics = metrics
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    async def call(self, path: str, body: Mapping[str, Any], *, operation_id: str, token: str | None = None) -> Any:
+        """POST ``body`` to ``path``; return the envelope's ``data`` (None when absent)."""
+        headers = {"operationID": operation_id, "Content-Type": "application/json"}
+        if token is not None:
+            headers["token"] = token
+        payload = orjson.dumps(body)
+        started = time.perf_counter()
+        try:
+            status, raw = await self._post(path, payload, headers)
+            return _parse_envelope(status, raw)
+        except (OpenIMUnavailable, OpenIMProtocolError) as exc:
+            self._metrics.openim_errors.labels(path, exc.kind).inc()
+            raise
+        except OpenIMAPIError as exc:
+            self._metrics.openim_errors.labels(path, "errcode").inc()
+            self._metrics.openim_errcodes.labels(path, str(exc.errcode)).inc()
+            raise
+        finally:
+            self._metrics.openim_duration.labels(path).observe(time.perf_counter() - started)
+
+    async def _post(self, path: str, payload: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        url = self._base_url + path
+        # A failed connect sent nothing, so one retry cannot apply a call twice.
+        for attempt in (1, 2):
+            try:
+                async with self._session.post(url, data=payload, headers=headers) as response:
+                    return response.status, await response.read()
+            except aiohttp.ClientConnectorError as exc:
+                if attempt == 2:
+                    raise OpenIMConnectError(f"cannot connect to OpenIM at {self._base_url}: {exc.os_error}") from exc
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                raise OpenIMTimeout(f"OpenIM at {self._base_url} did not answer {path} in time") from exc
+            except aiohttp.ClientError as exc:
+                raise OpenIMUnavailable(f"OpenIM at {self._base_url} failed on {path}: {type(exc).__name__}") from exc
+        raise AssertionError("unreachable")
+
+    # -- auth ----------------------------------------------------------------------
+
+    async def get_admin_token(self, secret: str, user_id: str, *, operation_id: str) -> IssuedToken:
+        data = await self.call(
+            "/auth/get_admin_token", {"secret": secret, "userID": user_id}, operation_id=operation_id
+        )
+        return _issued_token(data)
+
+    async def get_user_token(
+        self, admin_token: str, user_id: str, platform_id: int, *, operation_id: str
+    ) -> IssuedToken:
+        data = await self.call(
+            "/auth/get_user_token",
+            {"userID": user_id, "platformID": platform_id},
+            operation_id=operation_id,
+            token=admin_token,
+        )
+        return _issued_token(data)
+
+    async def parse_token(self, token: str, *, operation_id: str) -> ParsedToken:
+        data = _object(await self.call("/auth/parse_token", {"token": token}, operation_id=operation_id))
+        return ParsedToken(
+            user_id=_field(data, "userID", str),
+            platform_id=_field(data, "platformID", int),
+            expires_at=_field(data, "expireTimeSeconds", int),
+        )
+
+    async def force_logout(self, admin_token: str, user_id: str, platform_id: int, *, operation_id: str) -> None:
+        await self.call(
+            "/auth/force_logout",
+            {"userID": user_id, "platformID": platform_id},
+            operation_id=operation_id,
+            token=admin_token,
+        )
+
+    # -- users ---------------------------------------------------------------------
+
+    async def user_register(self, admin_token: str, users: Sequence[NewUser], *, operation_id: str) -> None:
+        body = {
+            "users": [{"userID": u.user_id, "nickname": u.nickname, "faceURL": u.face_url, "ex": u.ex} for u in users]
+        }
+        await self.call("/user/user_register", body, operation_id=operation_id, token=admin_token)
+
+    async def get_users_info(self, token: str, user_ids: Sequence[str], *, operation_id: str) -> list[UserInfo]:
+        data = _object(
+            await self.call("/user/get_users_info", {"userIDs": list(user_ids)}, operation_id=operation_id, token=token)
+        )
+        return [_user_info(_object(item)) for item in _list(data, "usersInfo")]
+
+    async def account_check(self, admin_token: str, user_ids: Sequence[str], *, operation_id: str) -> dict[str, bool]:
+        """Whether each user ID is registered."""
+        data = _object(
+            await self.call(
+                "/user/account_check", {"checkUserIDs": list(user_ids)}, operation_id=operation_id, token=admin_token
+            )
+        )
+        results = (_object(item) for item in _list(data, "results"))
+        return {_field(r, "userID", str): _field(r, "accountStatus", int) == 1 for r in results}
+
+    # -- misc ----------------------------------------------------------------------
+
+    async def get_server_time(self, token: str, *, operation_id: str) -> int:
+        """OpenIM's clock in unix milliseconds; a cheap authenticated round trip."""
+        data = _object(await self.call("/msg/get_server_time", {}, operation_id=operation_id, token=token))
+        server_time: int = _field(data, "serverTime", int)
+        return server_time
+
+
+OPENIM: web.AppKey[OpenIMClient] = web.AppKey("openim", OpenIMClient)
+
+
+def new_session(
+    *, max_connections: int, connect: float, pool: float, read: float, total: float
+) -> aiohttp.ClientSession:
+    """The one pooled session for OpenIM: bounded pool, bounded time for every phase."""
+    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections, ttl_dns_cache=60)
+    timeout = aiohttp.ClientTimeout(total=total, connect=pool + connect, sock_connect=connect, sock_read=read)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        json_serialize=lambda obj: orjson.dumps(obj).decode(),
+        raise_for_status=False,
+        auto_decompress=True,
+        headers={"Accept-Encoding": "gzip"},
+    )
+
+
+# -- envelope parsing -------------------------------------------------------------------
+
+
+def _parse_envelope(status: int, raw: bytes) -> Any:
+    try:
+        envelope = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise OpenIMProtocolError(f"OpenIM answered HTTP {status} with a body that is not JSON") from None
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("errCode"), int):
+        raise OpenIMProtocolError(f"OpenIM answered HTTP {status} with JSON that is not its envelope")
+    code = envelope["errCode"]
+    if code != 0:
+        raise OpenIMAPIError.from_envelope(code, str(envelope.get("errMsg", "")), str(envelope.get("errDlt", "")))
+    if status != 200:
+        raise OpenIMProtocolError(f"OpenIM answered HTTP {status} with errCode 0")
+    return envelope.get("data")
+
+
+def _object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise OpenIMProtocolError(f"expected an object in data, got {type(data).__name__}")
+    return data
+
+
+def _field(data: Mapping[str, Any], name: str, kind: type[Any]) -> Any:
+    value = data.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise OpenIMProtocolError(f"data.{name}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _list(data: Mapping[str, Any], name: str) -> list[Any]:
+    value = data.get(name)
+    if value is None:  # OpenIM sends empty repeated fields as null
+        return []
+    if not isinstance(value, list):
+        raise OpenIMProtocolError(f"data.{name}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _issued_token(data: Any) -> IssuedToken:
+    data = _object(data)
+    return IssuedToken(token=_field(data, "token", str), expires_in=_field(data, "expireTimeSeconds", int))
+
+
+def _user_info(item: Mapping[str, Any]) -> UserInfo:
+    return UserInfo(
+        user_id=_field(item, "userID", str),
+        nickname=_field(item, "nickname", str),
+        face_url=_field(item, "faceURL", str),
+        ex=_field(item, "ex", str),
+        create_time=_field(item, "createTime", int),
+        app_manager_level=_field(item, "appMangerLevel", int),
+        global_recv_msg_opt=_field(item, "globalRecvMsgOpt", int),
+    )

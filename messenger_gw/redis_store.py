@@ -1,0 +1,189 @@
+"""The production store: Redis through ``redis.asyncio`` (redis-py).
+
+URLs: ``redis://``, ``rediss://`` and ``unix://`` for a standalone server;
+``redis+cluster://`` and ``rediss+cluster://`` for Redis Cluster (any node as
+the seed). Values stay ``bytes`` (``decode_responses=False``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, cast
+
+import redis.asyncio as redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+from .store import Message, Store, StoreError, StreamEntry, Subscription
+
+CLUSTER_SUFFIX = "+cluster"
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except RedisError as exc:
+        # The redis-py message may quote the URL; keep only the class and the reply text.
+        raise StoreError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
+    except OSError as exc:
+        raise StoreError(f"{type(exc).__name__}: {exc.strerror or exc}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else ""
+
+
+class RedisStore(Store):
+    def __init__(self, client: redis.Redis | RedisCluster) -> None:
+        self._client = client
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 2.0, max_connections: int = 200) -> RedisStore:
+        scheme, sep, rest = url.partition("://")
+        options: dict[str, Any] = {
+            "decode_responses": False,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "max_connections": max_connections,
+        }
+        if scheme.endswith(CLUSTER_SUFFIX):
+            return cls(RedisCluster.from_url(scheme[: -len(CLUSTER_SUFFIX)] + sep + rest, **options))
+        return cls(redis.Redis.from_url(url, health_check_interval=30, **options))
+
+    async def ping(self) -> None:
+        with _translated():
+            await self._client.ping()
+
+    async def get(self, key: str) -> bytes | None:
+        with _translated():
+            return cast(bytes | None, await self._client.get(key))
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        with _translated():
+            await self._client.set(key, value, px=_ms(ttl) if ttl is not None else None)
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl: float) -> bool:
+        with _translated():
+            return bool(await self._client.set(key, value, px=_ms(ttl), nx=True))
+
+    async def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        with _translated():
+            if isinstance(self._client, RedisCluster):
+                # Keys may live in different slots; DEL of many keys needs one slot.
+                return sum([int(await self._client.delete(key)) for key in keys])
+            return int(await self._client.delete(*keys))
+
+    async def ttl(self, key: str) -> float | None:
+        with _translated():
+            ms = int(await self._client.pttl(key))
+        return ms / 1000 if ms >= 0 else None
+
+    async def hget(self, key: str, field: str) -> bytes | None:
+        with _translated():
+            return cast(bytes | None, await self._client.hget(key, field))
+
+    async def hgetall(self, key: str) -> dict[str, bytes]:
+        with _translated():
+            raw = cast(dict[bytes, bytes], await self._client.hgetall(key))
+        return {field.decode(): value for field, value in raw.items()}
+
+    async def hset(self, key: str, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> None:
+        with _translated():
+            if ttl is None:
+                await self._client.hset(key, mapping=_fields(mapping))
+                return
+            # One key, so one slot: a transaction is valid on Cluster too.
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=_fields(mapping))
+                pipe.pexpire(key, _ms(ttl))
+                await pipe.execute()
+
+    async def hdel(self, key: str, *fields: str) -> int:
+        if not fields:
+            return 0
+        with _translated():
+            return int(await self._client.hdel(key, *fields))
+
+    async def append(self, stream: str, fields: Mapping[str, bytes], *, max_len: int | None = None) -> str:
+        with _translated():
+            entry_id = cast(
+                bytes, await self._client.xadd(stream, _fields(fields), maxlen=max_len, approximate=max_len is not None)
+            )
+        return entry_id.decode()
+
+    async def read_range(self, stream: str, *, after: str | None = None, count: int) -> list[StreamEntry]:
+        with _translated():
+            raw = cast(
+                list[tuple[bytes, dict[bytes, bytes]]],
+                await self._client.xrange(stream, min=f"({after}" if after else "-", max="+", count=count),
+            )
+        return [StreamEntry(entry_id.decode(), {k.decode(): v for k, v in fields.items()}) for entry_id, fields in raw]
+
+    async def stream_length(self, stream: str) -> int:
+        with _translated():
+            return int(await self._client.xlen(stream))
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        with _translated():
+            await self._client.publish(channel, data)
+
+    def subscribe(self, channels: Sequence[str]) -> Subscription:
+        return _RedisSubscription(self._client, channels)
+
+    async def close(self) -> None:
+        with _translated():
+            await self._client.aclose()
+
+
+def _fields(mapping: Mapping[str, bytes]) -> dict[Any, Any]:
+    # redis-py's annotations want a dict keyed by its own union of encodables.
+    return dict(mapping)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class _RedisSubscription(Subscription):
+    def __init__(self, client: redis.Redis | RedisCluster, channels: Sequence[str]) -> None:
+        self._client = client
+        self._channels = list(channels)
+        self._pubsub: PubSub | None = None
+
+    async def __aenter__(self) -> Subscription:
+        with _translated():
+            if isinstance(self._client, RedisCluster):
+                # The cluster client picks the pub/sub node from its slot map, loaded lazily.
+                await self._client.initialize()
+            self._pubsub = pubsub = self._client.pubsub()
+            await pubsub.subscribe(*self._channels)
+            # Wait for every confirmation, so a publish after entering is seen.
+            pending = set(self._channels)
+            while pending:
+                reply = await pubsub.get_message(timeout=5.0)
+                if reply is None:
+                    raise StoreError("the store did not confirm the subscription")
+                if reply["type"] == "subscribe":
+                    pending.discard(reply["channel"].decode())
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        if self._pubsub is None:
+            raise RuntimeError("enter the subscription (async with) before iterating it")
+        with _translated():
+            async for reply in self._pubsub.listen():
+                if reply["type"] == "message":
+                    yield Message(reply["channel"].decode(), reply["data"])

@@ -1,0 +1,86 @@
+"""The sandbox as an aiohttp app, answering the way OpenIM's gin router does.
+
+Per POST: ``operationID`` is checked first, then ``token`` (except on the two
+token-free prefixes), and only then is the route looked up, so a POST to an
+unknown path without headers gets ``1001``, not a 404 (contract 1.2). GET
+requests pass the header checks and find no route. gzip is used when the
+caller accepts it; CORS answers as ``tools:mw/gin.go`` does.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import orjson
+from aiohttp import web
+from aiohttp.web_response import ContentCoding
+
+from . import auth_routes, msg_routes, user_routes  # noqa: F401 - they register their routes
+from .envelope import Body, CodeError, envelope
+from .routing import ROUTES, TOKEN_FREE_PREFIXES
+from .state import Caller, Sandbox
+
+log = logging.getLogger(__name__)
+
+SANDBOX: web.AppKey[Sandbox] = web.AppKey("sandbox", Sandbox)
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "*",
+    "Access-Control-Allow-Methods": "*",
+}
+
+
+def create_sandbox_app(sandbox: Sandbox | None = None) -> web.Application:
+    app = web.Application()
+    app[SANDBOX] = sandbox or Sandbox()
+    app.router.add_route("*", "/{tail:.*}", _dispatch)
+    return app
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    if request.method == "OPTIONS":
+        return web.Response(text='"Options Request!"', content_type="application/json", headers=CORS_HEADERS)
+    sandbox = request.app[SANDBOX]
+    path = request.path
+    caller: Caller | None = None
+    try:
+        if request.method == "POST":
+            if not request.headers.get("operationID"):
+                raise CodeError.local(1001)
+            if not path.startswith(TOKEN_FREE_PREFIXES):
+                token = request.headers.get("token")
+                if not token:
+                    raise CodeError.local(1001)
+                caller, _ = sandbox.verify_token(token)
+        handler = ROUTES.get(path) if request.method == "POST" else None
+        if handler is None:
+            return web.Response(status=404, text="404 page not found", headers=CORS_HEADERS)
+        sandbox.calls[path] += 1
+        body = _decode(await request.read())
+        data = handler(sandbox, caller, body)
+        if inspect.isawaitable(data):
+            data = await data
+        reply = envelope(data)
+    except CodeError as exc:
+        reply = envelope(error=exc)
+    response = web.Response(
+        body=orjson.dumps(reply), content_type="application/json", charset="utf-8", headers=CORS_HEADERS
+    )
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        response.enable_compression(ContentCoding.gzip)
+    return response
+
+
+def _decode(raw: bytes) -> Body:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        msg = "EOF" if not raw.strip() else f"invalid character in JSON: {exc.msg}"
+        raise CodeError(1001, "", msg=msg) from None
+    if value is None:  # Go decodes `null` into a struct as "no fields set"
+        value = {}
+    if not isinstance(value, dict):
+        raise CodeError(1001, "", msg="json: cannot unmarshal non-object into Go value of type struct")
+    return Body(value)

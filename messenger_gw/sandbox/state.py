@@ -1,0 +1,172 @@
+"""The sandbox's in-memory OpenIM: users, tokens and their states.
+
+Token rules follow ``openim-contract.md``: HS256 JWTs with the claims
+``UserID``, ``PlatformID``, ``exp`` and ``iat`` (section 2.2); multi-login
+policy 1 (a new token for platform P kicks every older token of P, other
+platforms keep only their newest); force logout kicks a platform's tokens
+(2.7); each new admin token leaves the older ones valid for five minutes
+(section 11). Time comes from an injectable clock so tests can move it.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+
+from .envelope import CodeError
+
+ADMIN_PLATFORM_ID = 10
+ADMIN_TOKEN_GRACE = 300.0
+DAY = 86400
+
+
+class FakeClock:
+    """A settable clock for tests: ``clock()`` is unix seconds, ``advance`` moves it."""
+
+    def __init__(self, start: float = 1_736_841_600.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class TokenState(enum.IntEnum):
+    # protocol:constant/constant.go
+    NORMAL = 0
+    INVALID = 1
+    KICKED = 2
+    EXPIRED = 3
+
+
+@dataclasses.dataclass
+class TokenRecord:
+    user_id: str
+    platform_id: int
+    state: TokenState = TokenState.NORMAL
+    valid_until: float | None = None  # set when an admin token is rotated out
+
+
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    user_id: str
+    platform_id: int
+    is_admin: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxConfig:
+    secret: str = "openIM123"  # noqa: S105 - OpenIM's documented default (config/share.yml)
+    admin_user_ids: tuple[str, ...] = ("imAdmin",)
+    token_expire_days: int = 90
+    clock: Callable[[], float] = time.time
+
+
+class Sandbox:
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.clock = self.config.clock
+        self.users: dict[str, dict[str, Any]] = {}
+        self.tokens: dict[str, TokenRecord] = {}
+        # userID -> platformID -> tokens, oldest first
+        self._issued: dict[str, dict[int, list[str]]] = collections.defaultdict(dict)
+        self.calls: collections.Counter[str] = collections.Counter()
+        for admin in self.config.admin_user_ids:
+            # internal/rpc/user/user.go creates the admin accounts at start-up.
+            self.add_user(admin, nickname=admin, app_manager_level=3)
+
+    # -- users -----------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def is_admin(self, user_id: str) -> bool:
+        return user_id in self.config.admin_user_ids
+
+    def add_user(
+        self, user_id: str, *, nickname: str, face_url: str = "", ex: str = "", app_manager_level: int = 0
+    ) -> None:
+        self.users[user_id] = {
+            "userID": user_id,
+            "nickname": nickname,
+            "faceURL": face_url,
+            "ex": ex,
+            "createTime": self.now_ms(),
+            "appMangerLevel": app_manager_level,
+            "globalRecvMsgOpt": 0,
+        }
+
+    # -- tokens ----------------------------------------------------------------------
+
+    def issue_token(self, user_id: str, platform_id: int) -> tuple[str, int]:
+        """Mint a token; returns it and its lifetime in seconds (get_*_token's expireTimeSeconds)."""
+        now = self.clock()
+        lifetime = self.config.token_expire_days * DAY
+        claims = {"UserID": user_id, "PlatformID": platform_id, "exp": int(now) + lifetime, "iat": int(now) - 5}
+        token = jwt.encode(claims, self.config.secret, algorithm="HS256")
+        by_platform = self._issued[user_id]
+        if self.is_admin(user_id):
+            for older in by_platform.get(platform_id, []):
+                record = self.tokens[older]
+                if record.valid_until is None:
+                    record.valid_until = now + ADMIN_TOKEN_GRACE
+        else:
+            self._apply_multi_login_policy_1(by_platform, platform_id)
+        self.tokens[token] = TokenRecord(user_id, platform_id)
+        issued = by_platform.setdefault(platform_id, [])
+        if token in issued:  # minted twice within one second: the same JWT
+            issued.remove(token)
+        issued.append(token)
+        return token, lifetime
+
+    def _apply_multi_login_policy_1(self, by_platform: dict[int, list[str]], platform_id: int) -> None:
+        for platform, tokens in by_platform.items():
+            keep = [] if platform == platform_id else tokens[-1:]
+            for token in tokens:
+                if token not in keep:
+                    self.tokens[token].state = TokenState.KICKED
+
+    def kick(self, user_id: str, platform_id: int) -> None:
+        for token in self._issued.get(user_id, {}).get(platform_id, []):
+            self.tokens[token].state = TokenState.KICKED
+
+    def tokens_of(self, user_id: str, platform_id: int) -> list[str]:
+        return list(self._issued.get(user_id, {}).get(platform_id, []))
+
+    def verify_token(self, token: str) -> tuple[Caller, int]:
+        """The caller a token stands for and its absolute expiry, or the CodeError OpenIM gives."""
+        try:
+            claims = jwt.decode(
+                token,
+                self.config.secret,
+                algorithms=["HS256"],
+                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
+            )
+        except jwt.InvalidSignatureError:
+            raise CodeError(1505, "signature is invalid", msg="signature is invalid") from None
+        except jwt.InvalidAlgorithmError:
+            raise CodeError(1505, "signing method is invalid", msg="signing method is invalid") from None
+        except jwt.PyJWTError:
+            raise CodeError(1503, f"jwt parse error, token={token}") from None
+        user_id, platform_id, exp = claims.get("UserID"), claims.get("PlatformID"), claims.get("exp")
+        if not isinstance(user_id, str) or not isinstance(platform_id, int) or not isinstance(exp, int):
+            raise CodeError(1503, f"jwt parse error, token={token}")
+        now = self.clock()
+        if exp <= now:
+            raise CodeError(1501)
+        record = self.tokens.get(token)
+        if record is None or (record.valid_until is not None and record.valid_until <= now):
+            raise CodeError(1507)
+        if record.state == TokenState.KICKED:
+            raise CodeError(1506)
+        if record.state != TokenState.NORMAL:
+            raise CodeError(1505)
+        return Caller(user_id, platform_id, self.is_admin(user_id)), exp

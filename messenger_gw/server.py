@@ -1,0 +1,122 @@
+"""Running the gateway: production (``serve``), dev mode (``dev``) and the sandbox alone.
+
+Shutdown on SIGTERM or SIGINT is graceful: readiness fails first, the
+listening socket closes, in-flight requests get ``SHUTDOWN_TIMEOUT`` seconds
+to finish, then pools and tasks close (aiohttp's runner does the last three
+in that order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from . import __version__
+from .app import create_app
+from .health import DRAINING
+from .sandbox import Sandbox, SandboxConfig, create_sandbox_app
+from .settings import OPENIM_DEFAULT_SECRET, HostPort, Settings
+
+log = logging.getLogger(__name__)
+
+
+def run(settings: Settings) -> None:
+    _install_uvloop()
+    asyncio.run(_run_gateway(settings))
+
+
+def run_sandbox(listen: HostPort, config: SandboxConfig) -> None:
+    _install_uvloop()
+    asyncio.run(_run_sandbox_alone(listen, config))
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, listen: HostPort, *, shutdown_timeout: float) -> AsyncIterator[HostPort]:
+    """Serve ``app`` on ``listen``; yields the bound address (the real port when 0 was asked)."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, listen.host, listen.port).start()
+        host, port = runner.addresses[0][:2]
+        yield HostPort(host, port)
+    finally:
+        await runner.cleanup()
+
+
+async def _run_gateway(settings: Settings) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.dev and settings.openim_api_url is None:
+            sandbox_config = SandboxConfig(
+                secret=settings.openim_secret.reveal(), admin_user_ids=(settings.openim_admin_user_id,)
+            )
+            sandbox_at = await stack.enter_async_context(
+                serving(create_sandbox_app(Sandbox(sandbox_config)), settings.dev_sandbox_listen, shutdown_timeout=1)
+            )
+            settings = dataclasses.replace(settings, openim_api_url=sandbox_at.url)
+        app = create_app(settings)
+        gateway_at = await stack.enter_async_context(
+            serving(app, settings.listen, shutdown_timeout=settings.shutdown_timeout)
+        )
+        log.info("listening", extra={"address": str(gateway_at), "dev": settings.dev})
+        print(
+            _banner(settings, gateway_at) if settings.dev else f"messenger-gw {__version__} on {gateway_at.url}",
+            flush=True,
+        )
+        await _wait_for_stop_signal()
+        log.info("draining", extra={"timeout": settings.shutdown_timeout})
+        app[DRAINING].set()
+
+
+async def _run_sandbox_alone(listen: HostPort, config: SandboxConfig) -> None:
+    async with serving(create_sandbox_app(Sandbox(config)), listen, shutdown_timeout=1) as bound:
+        print(f"OpenIM sandbox (v3.8.3 REST contract) on {bound.url}", flush=True)
+        await _wait_for_stop_signal()
+
+
+async def _wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _banner(settings: Settings, gateway: HostPort) -> str:
+    api = settings.openim_api_url
+    secret = (
+        OPENIM_DEFAULT_SECRET
+        if settings.openim_secret.reveal() == OPENIM_DEFAULT_SECRET
+        else "<your MESSENGER_GW_OPENIM_SECRET>"
+    )
+    store = "Redis" if settings.redis_url else "in-memory store"
+    return f"""\
+messenger-gw {__version__}: dev mode ({store}, OpenIM at {api})
+  gateway         {gateway.url}
+  OpenIM sandbox  {api}
+
+Try it:
+  curl -s {gateway.url}/healthz
+  curl -s {gateway.url}/readyz
+  curl -s {gateway.url}/metrics | grep messenger_gw_admin_token
+  curl -s -X POST {api}/auth/get_admin_token -H 'operationID: try-1' \\
+       -d '{{"secret":"{secret}","userID":"{settings.openim_admin_user_id}"}}'
+
+Ctrl-C stops it."""
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    uvloop.install()

@@ -1,0 +1,336 @@
+"""Configuration: one typed, immutable object read from ``MESSENGER_GW_*`` variables.
+
+A bad value raises :class:`ConfigError`, whose text is the single line the
+command line prints before exiting: it names the variable and what is wrong
+with it, and never repeats a secret's value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from aiohttp import web
+
+PREFIX = "MESSENGER_GW_"
+
+OPENIM_DEFAULT_SECRET = "openIM123"  # noqa: S105 - OpenIM's published default, for dev mode only
+OPENIM_DEFAULT_ADMIN_USER_ID = "imAdmin"
+
+# OpenIM moves older admin tokens to a 5-minute grace state whenever a new one
+# is minted (contract, section 11), so a cached admin token must be younger.
+ADMIN_TOKEN_MAX_AGE_LIMIT = 300.0
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A configuration variable is missing or malformed."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(variable, problem)
+        self.variable = variable
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"{self.variable}: {self.problem}"
+
+
+class Secret:
+    """A string that does not show itself in ``repr``, ``str`` or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UpstreamTimeouts:
+    """Bounds for one call to OpenIM, in seconds."""
+
+    connect: float  # TCP connect
+    pool: float  # waiting for a free pooled connection
+    read: float  # between two reads of the response
+    total: float  # the whole call, connection to last byte
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    dev: bool
+    listen: HostPort
+    redis_url: Secret | None
+    openim_api_url: str | None
+    openim_secret: Secret
+    openim_admin_user_id: str
+    openim_ws_url: str
+    openim_timeouts: UpstreamTimeouts
+    openim_max_connections: int
+    admin_token_max_age: float
+    shutdown_timeout: float
+    log_level: str
+    dev_sandbox_listen: HostPort
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, dev: bool) -> Settings:
+        env = _Reader(environ)
+        production = not dev
+        settings = cls(
+            dev=dev,
+            listen=env.read("LISTEN", _host_port, default="127.0.0.1:8080" if dev else "0.0.0.0:8080"),
+            redis_url=env.read_optional(
+                "REDIS_URL",
+                _redis_url,
+                required_because="production mode needs Redis; the in-memory store is only for `messenger-gw dev`"
+                if production
+                else None,
+            ),
+            openim_api_url=env.read_optional(
+                "OPENIM_API_URL",
+                _url(("http", "https")),
+                required_because="set it to OpenIM's REST address, e.g. http://openim-api:10002"
+                if production
+                else None,
+            ),
+            openim_secret=env.read(
+                "OPENIM_SECRET",
+                _secret,
+                default=OPENIM_DEFAULT_SECRET if dev else None,
+            ),
+            openim_admin_user_id=env.read("OPENIM_ADMIN_USER_ID", _user_id, default=OPENIM_DEFAULT_ADMIN_USER_ID),
+            openim_ws_url=env.read(
+                "OPENIM_WS_URL",
+                _url(("ws", "wss")),
+                default="ws://127.0.0.1:10001" if dev else None,
+            ),
+            openim_timeouts=UpstreamTimeouts(
+                connect=env.read("OPENIM_CONNECT_TIMEOUT", _seconds(0.01, 60), default="2"),
+                pool=env.read("OPENIM_POOL_TIMEOUT", _seconds(0.01, 60), default="1"),
+                read=env.read("OPENIM_READ_TIMEOUT", _seconds(0.01, 300), default="10"),
+                total=env.read("OPENIM_TOTAL_TIMEOUT", _seconds(0.01, 600), default="15"),
+            ),
+            openim_max_connections=env.read("OPENIM_MAX_CONNECTIONS", _integer(1, 10_000), default="100"),
+            admin_token_max_age=env.read(
+                "ADMIN_TOKEN_MAX_AGE",
+                _seconds(30, ADMIN_TOKEN_MAX_AGE_LIMIT - 1),
+                default="240",
+            ),
+            shutdown_timeout=env.read("SHUTDOWN_TIMEOUT", _seconds(0, 600), default="15"),
+            log_level=env.read("LOG_LEVEL", _choice("debug", "info", "warning", "error"), default="info"),
+            dev_sandbox_listen=env.read("DEV_SANDBOX_LISTEN", _host_port, default="127.0.0.1:10002"),
+        )
+        timeouts = settings.openim_timeouts
+        if timeouts.total < max(timeouts.connect + timeouts.pool, timeouts.read):
+            raise ConfigError(
+                PREFIX + "OPENIM_TOTAL_TIMEOUT",
+                "must be at least OPENIM_CONNECT_TIMEOUT + OPENIM_POOL_TIMEOUT and at least OPENIM_READ_TIMEOUT",
+            )
+        env.reject_unknown()
+        return settings
+
+    def describe(self) -> Iterator[tuple[str, str]]:
+        """The effective configuration as (variable, value) pairs, secrets masked."""
+        t = self.openim_timeouts
+        yield "mode", "dev" if self.dev else "production"
+        yield PREFIX + "LISTEN", str(self.listen)
+        yield PREFIX + "REDIS_URL", _mask_url(self.redis_url) if self.redis_url else "(unset: in-memory store)"
+        yield PREFIX + "OPENIM_API_URL", self.openim_api_url or "(unset: embedded OpenIM sandbox)"
+        yield PREFIX + "OPENIM_SECRET", "********"
+        yield PREFIX + "OPENIM_ADMIN_USER_ID", self.openim_admin_user_id
+        yield PREFIX + "OPENIM_WS_URL", self.openim_ws_url
+        yield PREFIX + "OPENIM_CONNECT_TIMEOUT", f"{t.connect:g}"
+        yield PREFIX + "OPENIM_POOL_TIMEOUT", f"{t.pool:g}"
+        yield PREFIX + "OPENIM_READ_TIMEOUT", f"{t.read:g}"
+        yield PREFIX + "OPENIM_TOTAL_TIMEOUT", f"{t.total:g}"
+        yield PREFIX + "OPENIM_MAX_CONNECTIONS", str(self.openim_max_connections)
+        yield PREFIX + "ADMIN_TOKEN_MAX_AGE", f"{self.admin_token_max_age:g}"
+        yield PREFIX + "SHUTDOWN_TIMEOUT", f"{self.shutdown_timeout:g}"
+        yield PREFIX + "LOG_LEVEL", self.log_level
+        if self.dev:
+            yield PREFIX + "DEV_SANDBOX_LISTEN", str(self.dev_sandbox_listen)
+
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+
+
+class _Reader:
+    """Reads prefixed variables and remembers which ones it knows."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self._known: set[str] = set()
+
+    def read(self, name: str, parse: Callable[[str], T], *, default: str | None) -> T:
+        raw = self._raw(name)
+        if raw is None:
+            if default is None:
+                raise ConfigError(PREFIX + name, "is required")
+            raw = default
+        return self._parse(name, parse, raw)
+
+    def read_optional(self, name: str, parse: Callable[[str], T], *, required_because: str | None) -> T | None:
+        raw = self._raw(name)
+        if raw is None:
+            if required_because:
+                raise ConfigError(PREFIX + name, f"is required: {required_because}")
+            return None
+        return self._parse(name, parse, raw)
+
+    def reject_unknown(self) -> None:
+        for key in sorted(self._environ):
+            if key.startswith(PREFIX) and key[len(PREFIX) :] not in self._known:
+                raise ConfigError(key, "is not a known setting (a typo?); see `messenger-gw check-config --help`")
+
+    def _raw(self, name: str) -> str | None:
+        self._known.add(name)
+        raw = self._environ.get(PREFIX + name)
+        if raw is None or not raw.strip():
+            return None
+        return raw.strip()
+
+    @staticmethod
+    def _parse(name: str, parse: Callable[[str], T], raw: str) -> T:
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise ConfigError(PREFIX + name, str(exc)) from None
+
+
+def _host_port(raw: str) -> HostPort:
+    host, sep, port_text = raw.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected host:port, got {raw!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 host in brackets, e.g. [::1]:8080, got {raw!r}")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"port must be a number from 0 to 65535, got {port_text!r}")
+    return HostPort(host, int(port_text))
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"expected a {' or '.join(s + '://' for s in schemes)} URL with a host, got {raw!r}")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query or fragment")
+        try:
+            parts.port  # noqa: B018 - urlsplit validates the port lazily
+        except ValueError:
+            raise ValueError(f"has an invalid port: {raw!r}") from None
+        return raw.rstrip("/")
+
+    return parse
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+
+
+def _redis_url(raw: str) -> Secret:
+    # The URL may carry a password: errors describe it without echoing it.
+    parts = urlsplit(raw)
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ValueError(f"scheme must be one of {', '.join(s + '://' for s in REDIS_SCHEMES)}")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError("a unix:// URL needs a socket path")
+    elif not parts.hostname:
+        raise ValueError("needs a host")
+    try:
+        parts.port  # noqa: B018
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return Secret(raw)
+
+
+def _mask_url(url: Secret) -> str:
+    parts = urlsplit(url.reveal())
+    if parts.password is None:
+        return url.reveal()
+    netloc = f"{parts.username or ''}:********@{parts.hostname}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _secret(raw: str) -> Secret:
+    return Secret(raw)
+
+
+def _user_id(raw: str) -> str:
+    # OpenIM accepts user IDs of Unicode letters, digits and underscores only.
+    if not all(ch.isalnum() or ch == "_" for ch in raw):
+        raise ValueError(f"must contain only letters, digits and '_', got {raw!r}")
+    return raw
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number of seconds, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g} seconds, got {raw}")
+        return value
+
+    return parse
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse

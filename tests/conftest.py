@@ -1,0 +1,156 @@
+"""Shared fixtures: real ``redis-server`` processes on loopback, the OpenIM sandbox, clocks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis
+from aiohttp.test_utils import TestServer
+
+from messenger_gw.metrics import Metrics
+from messenger_gw.openim import OpenIMClient, new_session
+from messenger_gw.sandbox import FakeClock, Sandbox, SandboxConfig, create_sandbox_app
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisProcess:
+    """A ``redis-server`` on a free loopback port with its data in a temporary folder."""
+
+    def __init__(self, *extra: str) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not on PATH: run the suite through `make test`, which installs it")
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="messenger-gw-redis-"))
+        self._args = [binary, "--bind", LOOPBACK, "--port", str(self.port), "--dir", str(self.dir), *extra]
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=5)
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(self._args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with self.client() as c:
+                    c.ping()
+                return
+            except redis.ConnectionError:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(10)
+            self._process = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisProcess]:
+    server = RedisProcess("--save", "", "--appendonly", "no")
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisProcess]:
+    """A one-node Redis Cluster owning all 16384 slots: real cluster protocol, one process."""
+    server = RedisProcess("--save", "", "--appendonly", "no", "--cluster-enabled", "yes")
+    server.start()
+    with server.client() as c:
+        c.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        deadline = time.monotonic() + 10
+        while b"cluster_state:ok" not in c.execute_command("CLUSTER", "INFO"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the one-node cluster did not reach cluster_state:ok")
+            time.sleep(0.05)
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def clean_redis(redis_server: RedisProcess) -> RedisProcess:
+    with redis_server.client() as c:
+        c.flushall()
+    return redis_server
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sandbox(fake_clock: FakeClock) -> Sandbox:
+    return Sandbox(SandboxConfig(clock=fake_clock))
+
+
+@pytest.fixture
+async def sandbox_server(sandbox: Sandbox) -> AsyncIterator[TestServer]:
+    server = TestServer(create_sandbox_app(sandbox), host=LOOPBACK)
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+def base_url(server: TestServer) -> str:
+    return str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def openim_session() -> AsyncIterator[aiohttp.ClientSession]:
+    session = new_session(max_connections=100, connect=1, pool=1, read=5, total=10)
+    yield session
+    await session.close()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def openim_client(sandbox_server: TestServer, openim_session: aiohttp.ClientSession, metrics: Metrics) -> OpenIMClient:
+    return OpenIMClient(openim_session, base_url(sandbox_server), metrics=metrics)
+
+
+@pytest.fixture
+def gateway_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Clear every MESSENGER_GW_* variable, then set the given ones."""
+
+    def apply(**values: str) -> None:
+        for key in list(os.environ):
+            if key.startswith("MESSENGER_GW_"):
+                monkeypatch.delenv(key)
+        for key, value in values.items():
+            monkeypatch.setenv("MESSENGER_GW_" + key, value)
+
+    return apply

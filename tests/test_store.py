@@ -1,0 +1,185 @@
+"""One behavioural suite, run against the in-memory store, real Redis, and a real Redis Cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from messenger_gw.memory_store import MemoryStore
+from messenger_gw.redis_store import RedisStore
+from messenger_gw.sandbox import FakeClock
+from messenger_gw.store import Message, Store, StoreError
+
+from .conftest import RedisProcess, free_port
+
+Advance = Callable[[float], Awaitable[None]]
+
+IMPLEMENTATIONS = ["memory", "redis", "redis-cluster"]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+async def store_and_clock(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Store, Advance]]:
+    store: Store
+    if request.param == "memory":
+        clock = FakeClock(0)
+        store = MemoryStore(clock=clock)
+
+        async def advance(seconds: float) -> None:
+            clock.advance(seconds)
+
+    else:
+        server: RedisProcess = request.getfixturevalue("redis_server" if request.param == "redis" else "redis_cluster")
+        with server.client() as c:
+            c.flushall()
+        scheme = "redis" if request.param == "redis" else "redis+cluster"
+        store = RedisStore.from_url(f"{scheme}://127.0.0.1:{server.port}")
+
+        async def advance(seconds: float) -> None:
+            await asyncio.sleep(seconds)
+
+    yield store, advance
+    await store.close()
+
+
+@pytest.fixture
+def store(store_and_clock: tuple[Store, Advance]) -> Store:
+    return store_and_clock[0]
+
+
+@pytest.fixture
+def advance(store_and_clock: tuple[Store, Advance]) -> Advance:
+    return store_and_clock[1]
+
+
+async def test_ping_answers(store: Store) -> None:
+    await store.ping()
+
+
+async def test_get_returns_what_set_stored(store: Store) -> None:
+    assert await store.get("k") is None
+    await store.set("k", b"\x00value")
+    assert await store.get("k") == b"\x00value"
+
+
+async def test_set_with_ttl_expires(store: Store, advance: Advance) -> None:
+    await store.set("k", b"v", ttl=0.2)
+    remaining = await store.ttl("k")
+    assert remaining is not None and 0 < remaining <= 0.2
+    await advance(0.35)
+    assert await store.get("k") is None
+    assert await store.ttl("k") is None
+
+
+async def test_set_without_ttl_clears_an_earlier_expiry(store: Store, advance: Advance) -> None:
+    await store.set("k", b"old", ttl=0.2)
+    await store.set("k", b"new")
+    await advance(0.35)
+    assert await store.get("k") == b"new"
+    assert await store.ttl("k") is None
+
+
+async def test_set_if_absent_sets_only_once_until_expiry(store: Store, advance: Advance) -> None:
+    assert await store.set_if_absent("nonce", b"1", ttl=0.2) is True
+    assert await store.set_if_absent("nonce", b"2", ttl=0.2) is False
+    assert await store.get("nonce") == b"1"
+    await advance(0.35)
+    assert await store.set_if_absent("nonce", b"3", ttl=0.2) is True
+
+
+async def test_delete_counts_the_keys_that_existed(store: Store) -> None:
+    await store.set("a", b"1")
+    await store.hset("b", {"f": b"1"})
+    assert await store.delete("a", "b", "missing") == 2
+    assert await store.get("a") is None
+    assert await store.hgetall("b") == {}
+    assert await store.delete() == 0
+
+
+async def test_hash_fields_round_trip(store: Store) -> None:
+    assert await store.hgetall("im:token:u1") == {}
+    assert await store.hget("im:token:u1", "1") is None
+    await store.hset("im:token:u1", {"1": b"ios", "5": b"web"})
+    await store.hset("im:token:u1", {"5": b"web2"})
+    assert await store.hget("im:token:u1", "5") == b"web2"
+    assert await store.hgetall("im:token:u1") == {"1": b"ios", "5": b"web2"}
+    assert await store.hdel("im:token:u1", "1", "9") == 1
+    assert await store.hgetall("im:token:u1") == {"5": b"web2"}
+
+
+async def test_removing_the_last_field_removes_the_hash(store: Store) -> None:
+    await store.hset("h", {"f": b"1"})
+    await store.hdel("h", "f")
+    assert await store.delete("h") == 0
+
+
+async def test_hash_ttl_expires_the_whole_hash(store: Store, advance: Advance) -> None:
+    await store.hset("h", {"f": b"1"}, ttl=0.2)
+    await advance(0.35)
+    assert await store.hgetall("h") == {}
+
+
+async def test_wrong_kind_of_key_is_a_store_error(store: Store) -> None:
+    await store.set("plain", b"v")
+    with pytest.raises(StoreError):
+        await store.hget("plain", "f")
+    with pytest.raises(StoreError):
+        await store.append("plain", {"f": b"v"})
+
+
+async def test_stream_entries_come_back_in_order_after_a_cursor(store: Store) -> None:
+    ids = [await store.append("audit", {"n": str(i).encode()}) for i in range(5)]
+    assert ids == sorted(ids, key=lambda i: tuple(int(p) for p in i.split("-")))
+    assert len(set(ids)) == 5
+    first = await store.read_range("audit", count=2)
+    assert [e.fields["n"] for e in first] == [b"0", b"1"]
+    rest = await store.read_range("audit", after=first[-1].id, count=10)
+    assert [e.fields["n"] for e in rest] == [b"2", b"3", b"4"]
+    assert await store.read_range("audit", after=ids[-1], count=10) == []
+    assert await store.stream_length("audit") == 5
+
+
+async def test_missing_stream_reads_empty(store: Store) -> None:
+    assert await store.read_range("nothing", count=10) == []
+    assert await store.stream_length("nothing") == 0
+
+
+async def test_stream_max_len_bounds_retention(store: Store) -> None:
+    for i in range(1000):
+        await store.append("bounded", {"n": str(i).encode()}, max_len=100)
+    length = await store.stream_length("bounded")
+    # Redis trims in whole blocks, so a few more than max_len may remain.
+    assert 100 <= length < 1000
+    newest = await store.read_range("bounded", count=length)
+    assert newest[-1].fields["n"] == b"999"
+
+
+async def test_subscriber_receives_messages_published_after_entering(store: Store) -> None:
+    async with store.subscribe(["inval", "other"]) as subscription:
+        await store.publish("unrelated", b"x")
+        await store.publish("inval", b"u1")
+        await store.publish("other", b"u2")
+        received: list[Message] = []
+        async with asyncio.timeout(5):
+            async for message in subscription:
+                received.append(message)
+                if len(received) == 2:
+                    break
+    assert received == [Message("inval", b"u1"), Message("other", b"u2")]
+
+
+async def test_unreachable_store_is_a_store_error() -> None:
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}", timeout=0.5)
+    with pytest.raises(StoreError):
+        await store.get("k")
+    with pytest.raises(StoreError):
+        await store.ping()
+    await store.close()
+
+
+async def test_closed_memory_store_is_a_store_error() -> None:
+    store = MemoryStore()
+    await store.close()
+    with pytest.raises(StoreError):
+        await store.get("k")
