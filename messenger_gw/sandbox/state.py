@@ -11,19 +11,37 @@ platforms keep only their newest); force logout kicks a platform's tokens
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import enum
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jwt
+from jwt.warnings import InsecureKeyLengthWarning
 
 from .envelope import CodeError
 
 ADMIN_PLATFORM_ID = 10
 ADMIN_TOKEN_GRACE = 300.0
 DAY = 86400
+
+
+@contextlib.contextmanager
+def _openim_secret_length() -> Iterator[None]:
+    # OpenIM signs with whatever share.secret holds, 9 bytes by default
+    # ("openIM123"); PyJWT warns below 32 bytes, and the sandbox must not.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        yield
+
+
+def sign_token(claims: Mapping[str, Any], secret: str) -> str:
+    """An HS256 JWT as OpenIM signs it."""
+    with _openim_secret_length():
+        return jwt.encode(dict(claims), secret, algorithm="HS256")
 
 
 class FakeClock:
@@ -111,7 +129,7 @@ class Sandbox:
         now = self.clock()
         lifetime = self.config.token_expire_days * DAY
         claims = {"UserID": user_id, "PlatformID": platform_id, "exp": int(now) + lifetime, "iat": int(now) - 5}
-        token = jwt.encode(claims, self.config.secret, algorithm="HS256")
+        token = sign_token(claims, self.config.secret)
         by_platform = self._issued[user_id]
         if self.is_admin(user_id):
             for older in by_platform.get(platform_id, []):
@@ -144,12 +162,13 @@ class Sandbox:
     def verify_token(self, token: str) -> tuple[Caller, int]:
         """The caller a token stands for and its absolute expiry, or the CodeError OpenIM gives."""
         try:
-            claims = jwt.decode(
-                token,
-                self.config.secret,
-                algorithms=["HS256"],
-                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
-            )
+            with _openim_secret_length():
+                claims = jwt.decode(
+                    token,
+                    self.config.secret,
+                    algorithms=["HS256"],
+                    options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
+                )
         except jwt.InvalidSignatureError:
             raise CodeError(1505, "signature is invalid", msg="signature is invalid") from None
         except jwt.InvalidAlgorithmError:
