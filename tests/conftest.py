@@ -49,7 +49,9 @@ class RedisProcess:
         return redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=5)
 
     def start(self) -> None:
-        self._process = subprocess.Popen(self._args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        log = self.dir / "redis.log"
+        with log.open("ab") as out:
+            self._process = subprocess.Popen(self._args, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -58,7 +60,8 @@ class RedisProcess:
                 return
             except redis.ConnectionError:
                 if self._process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                    tail = log.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"redis-server did not start on port {self.port}:\n{tail}") from None
                 time.sleep(0.02)
 
     def stop(self) -> None:
@@ -83,7 +86,10 @@ def redis_server() -> Iterator[RedisProcess]:
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisProcess]:
     """A one-node Redis Cluster owning all 16384 slots: real cluster protocol, one process."""
-    server = RedisProcess("--save", "", "--appendonly", "no", "--cluster-enabled", "yes")
+    # The bus port defaults to port + 10000, which overflows for high ephemeral ports.
+    server = RedisProcess(
+        "--save", "", "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-port", str(free_port())
+    )
     server.start()
     with server.client() as c:
         c.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")

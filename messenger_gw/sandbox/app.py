@@ -47,6 +47,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     caller: Caller | None = None
     try:
         if request.method == "POST":
+            sandbox.calls[path] += 1
             if not request.headers.get("operationID"):
                 raise CodeError.local(1001)
             if not path.startswith(TOKEN_FREE_PREFIXES):
@@ -57,7 +58,6 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         handler = ROUTES.get(path) if request.method == "POST" else None
         if handler is None:
             return web.Response(status=404, text="404 page not found", headers=CORS_HEADERS)
-        sandbox.calls[path] += 1
         body = _decode(await request.read())
         data = handler(sandbox, caller, body)
         if inspect.isawaitable(data):

@@ -96,6 +96,7 @@ class Sandbox:
         self.tokens: dict[str, TokenRecord] = {}
         # userID -> platformID -> tokens, oldest first
         self._issued: dict[str, dict[int, list[str]]] = collections.defaultdict(dict)
+        # POSTs received per path, whatever their outcome: what reached "OpenIM".
         self.calls: collections.Counter[str] = collections.Counter()
         for admin in self.config.admin_user_ids:
             # internal/rpc/user/user.go creates the admin accounts at start-up.
