@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from messenger_gw.metrics import Metrics
 from messenger_gw.openim import OpenIMClient, new_session
 from messenger_gw.sandbox import FakeClock, Sandbox, SandboxConfig, create_sandbox_app
+from messenger_gw.settings import Settings
 
 LOOPBACK = "127.0.0.1"
 
@@ -160,3 +161,14 @@ def gateway_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
             monkeypatch.setenv("MESSENGER_GW_" + key, value)
 
     return apply
+
+
+def gateway_settings(openim_url: str, *, redis_url: str | None = None, **extra: str) -> Settings:
+    """Production-mode settings pointing at test servers."""
+    env = {
+        "MESSENGER_GW_OPENIM_API_URL": openim_url,
+        "MESSENGER_GW_OPENIM_SECRET": "openIM123",
+        "MESSENGER_GW_OPENIM_WS_URL": "ws://127.0.0.1:10001",
+        "MESSENGER_GW_REDIS_URL": redis_url or f"redis://{LOOPBACK}:{free_port()}",
+    } | {"MESSENGER_GW_" + key: value for key, value in extra.items()}
+    return Settings.from_env(env, dev=False)

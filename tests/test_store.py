@@ -66,7 +66,8 @@ async def test_get_returns_what_set_stored(store: Store) -> None:
 async def test_set_with_ttl_expires(store: Store, advance: Advance) -> None:
     await store.set("k", b"v", ttl=0.2)
     remaining = await store.ttl("k")
-    assert remaining is not None and 0 < remaining <= 0.2
+    assert remaining is not None
+    assert 0 < remaining <= 0.2
     await advance(0.35)
     assert await store.get("k") is None
     assert await store.ttl("k") is None

@@ -1,0 +1,114 @@
+"""Configuration from MESSENGER_GW_* variables: defaults, validation, masking."""
+
+from __future__ import annotations
+
+import pytest
+
+from messenger_gw.settings import ConfigError, HostPort, Secret, Settings
+
+PRODUCTION = {
+    "MESSENGER_GW_REDIS_URL": "redis://:hunter2@redis:6379/0",
+    "MESSENGER_GW_OPENIM_API_URL": "http://openim-api:10002",
+    "MESSENGER_GW_OPENIM_SECRET": "s3cr3t-value",
+    "MESSENGER_GW_OPENIM_WS_URL": "wss://chat.example.com/ws",
+}
+
+
+def test_dev_mode_needs_no_variables() -> None:
+    settings = Settings.from_env({}, dev=True)
+    assert settings.redis_url is None
+    assert settings.openim_api_url is None
+    assert settings.openim_secret == Secret("openIM123")
+    assert settings.openim_admin_user_id == "imAdmin"
+    assert settings.listen == HostPort("127.0.0.1", 8080)
+
+
+def test_production_reads_every_variable() -> None:
+    env = PRODUCTION | {
+        "MESSENGER_GW_LISTEN": "[::1]:9000",
+        "MESSENGER_GW_OPENIM_ADMIN_USER_ID": "root_admin",
+        "MESSENGER_GW_OPENIM_CONNECT_TIMEOUT": "0.5",
+        "MESSENGER_GW_OPENIM_READ_TIMEOUT": "3",
+        "MESSENGER_GW_OPENIM_TOTAL_TIMEOUT": "4",
+        "MESSENGER_GW_OPENIM_MAX_CONNECTIONS": "50",
+        "MESSENGER_GW_ADMIN_TOKEN_MAX_AGE": "200",
+        "MESSENGER_GW_LOG_LEVEL": "DEBUG",
+    }
+    settings = Settings.from_env(env, dev=False)
+    assert settings.listen == HostPort("::1", 9000)
+    assert str(settings.listen) == "[::1]:9000"
+    assert settings.openim_api_url == "http://openim-api:10002"
+    assert settings.openim_admin_user_id == "root_admin"
+    assert settings.openim_timeouts.connect == 0.5
+    assert settings.openim_timeouts.total == 4
+    assert settings.openim_max_connections == 50
+    assert settings.admin_token_max_age == 200
+    assert settings.log_level == "debug"
+
+
+@pytest.mark.parametrize("variable", ["REDIS_URL", "OPENIM_API_URL", "OPENIM_SECRET", "OPENIM_WS_URL"])
+def test_production_requires_each_connection_variable(variable: str) -> None:
+    env = dict(PRODUCTION)
+    del env["MESSENGER_GW_" + variable]
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(env, dev=False)
+    assert error.value.variable == "MESSENGER_GW_" + variable
+    assert "required" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("LISTEN", "8080", "expected host:port"),
+        ("LISTEN", "0.0.0.0:99999", "port must be a number from 0 to 65535"),
+        ("LISTEN", "::1:80", "IPv6 host in brackets"),
+        ("REDIS_URL", "http://redis:6379", "scheme must be one of"),
+        ("REDIS_URL", "redis://", "needs a host"),
+        ("REDIS_URL", "redis://redis:port", "invalid port"),
+        ("OPENIM_API_URL", "openim:10002", "expected a http:// or https:// URL"),
+        ("OPENIM_API_URL", "http://openim:10002/?x=1", "must not carry a query"),
+        ("OPENIM_WS_URL", "http://openim:10001", "expected a ws:// or wss:// URL"),
+        ("OPENIM_ADMIN_USER_ID", "im admin", "only letters, digits and '_'"),
+        ("OPENIM_CONNECT_TIMEOUT", "fast", "expected a number of seconds"),
+        ("OPENIM_READ_TIMEOUT", "-1", "must be between"),
+        ("OPENIM_MAX_CONNECTIONS", "0", "must be between 1 and 10000"),
+        ("OPENIM_MAX_CONNECTIONS", "lots", "expected a whole number"),
+        ("ADMIN_TOKEN_MAX_AGE", "300", "must be between 30 and 299"),
+        ("LOG_LEVEL", "loud", "must be one of debug, info, warning, error"),
+        ("TOKEN_TTL", "5", "is not a known setting"),
+    ],
+)
+def test_malformed_values_name_the_variable_and_the_problem(variable: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(PRODUCTION | {"MESSENGER_GW_" + variable: value}, dev=False)
+    assert error.value.variable == "MESSENGER_GW_" + variable
+    assert expected in error.value.problem
+
+
+def test_total_timeout_must_cover_the_phases() -> None:
+    env = PRODUCTION | {"MESSENGER_GW_OPENIM_READ_TIMEOUT": "20", "MESSENGER_GW_OPENIM_TOTAL_TIMEOUT": "15"}
+    with pytest.raises(ConfigError, match="OPENIM_TOTAL_TIMEOUT"):
+        Settings.from_env(env, dev=False)
+
+
+def test_errors_never_repeat_a_secret() -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(PRODUCTION | {"MESSENGER_GW_REDIS_URL": "ftp://user:hunter2@redis"}, dev=False)
+    assert "hunter2" not in str(error.value)
+
+
+def test_describe_masks_secrets() -> None:
+    described = dict(Settings.from_env(PRODUCTION, dev=False).describe())
+    text = repr(described)
+    assert "hunter2" not in text
+    assert "s3cr3t-value" not in text
+    assert described["MESSENGER_GW_REDIS_URL"] == "redis://:********@redis:6379/0"
+    assert described["MESSENGER_GW_OPENIM_SECRET"] == "********"
+
+
+def test_secret_does_not_show_itself() -> None:
+    secret = Secret("value")
+    assert "value" not in repr(secret)
+    assert "value" not in str(secret)
+    assert "value" not in repr(Settings.from_env({"MESSENGER_GW_OPENIM_SECRET": "value"}, dev=True))
+    assert secret.reveal() == "value"
