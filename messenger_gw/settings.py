@@ -25,6 +25,7 @@ OPENIM_DEFAULT_ADMIN_USER_ID = "imAdmin"
 ADMIN_TOKEN_MAX_AGE_LIMIT = 300.0
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 class ConfigError(Exception):
@@ -301,26 +302,21 @@ def _user_id(raw: str) -> str:
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"expected a number of seconds, got {raw!r}") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low:g} and {high:g} seconds, got {raw}")
-        return value
-
-    return parse
+    return _bounded(float, low, high, expected="a number of seconds", unit=" seconds")
 
 
 def _integer(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
+    return _bounded(int, low, high, expected="a whole number")
+
+
+def _bounded(kind: type[N], low: N, high: N, *, expected: str, unit: str = "") -> Callable[[str], N]:
+    def parse(raw: str) -> N:
         try:
-            value = int(raw)
+            value = kind(raw)
         except ValueError:
-            raise ValueError(f"expected a whole number, got {raw!r}") from None
+            raise ValueError(f"expected {expected}, got {raw!r}") from None
         if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}, got {value}")
+            raise ValueError(f"must be between {low:g} and {high:g}{unit}, got {raw}")
         return value
 
     return parse

@@ -172,3 +172,8 @@ def gateway_settings(openim_url: str, *, redis_url: str | None = None, **extra: 
         "MESSENGER_GW_REDIS_URL": redis_url or f"redis://{LOOPBACK}:{free_port()}",
     } | {"MESSENGER_GW_" + key: value for key, value in extra.items()}
     return Settings.from_env(env, dev=False)
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    """A metric's current value; 0 when the series has not been touched."""
+    return metrics.registry.get_sample_value(name, labels) or 0.0

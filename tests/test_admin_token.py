@@ -15,7 +15,7 @@ from messenger_gw.openim import NewUser, OpenIMClient, OpenIMConnectError, Token
 from messenger_gw.sandbox import FakeClock, Sandbox, TokenState
 from messenger_gw.settings import Secret
 
-from .conftest import LOOPBACK, free_port
+from .conftest import LOOPBACK, free_port, sample
 
 FETCH = "/auth/get_admin_token"
 
@@ -25,7 +25,7 @@ def manager(client: OpenIMClient, metrics: Metrics, **options: object) -> AdminT
 
 
 def refreshes(metrics: Metrics, outcome: str) -> float:
-    return metrics.registry.get_sample_value("messenger_gw_admin_token_refreshes_total", {"outcome": outcome}) or 0
+    return sample(metrics, "messenger_gw_admin_token_refreshes_total", outcome=outcome)
 
 
 async def test_token_is_reused_within_its_window(

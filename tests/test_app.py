@@ -139,3 +139,19 @@ async def test_metrics_show_admin_token_refreshes(client: Client) -> None:
     await wait_ready(client)
     text = await (await client.get("/metrics")).text()
     assert 'messenger_gw_admin_token_refreshes_total{outcome="ok"} 1.0' in text
+
+
+async def test_one_access_log_line_per_request_without_the_raw_path(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="messenger_gw.access"):
+        await client.get("/no/such/secret-path", headers={"X-Request-ID": "req-1"})
+    [record] = [r for r in caplog.records if r.name == "messenger_gw.access"]
+    assert record.__dict__["route"] == "unmatched"
+    assert record.__dict__["status"] == 404
+    assert "secret-path" not in record.getMessage()
+
+
+async def test_metrics_have_no_created_series(client: Client) -> None:
+    await client.get("/healthz")
+    assert "_created" not in await (await client.get("/metrics")).text()

@@ -31,7 +31,7 @@ from messenger_gw.openim import (
 )
 from messenger_gw.sandbox import FakeClock
 
-from .conftest import LOOPBACK, base_url, free_port
+from .conftest import LOOPBACK, base_url, free_port, sample
 
 DAY = 86400
 
@@ -144,12 +144,7 @@ async def test_answers_that_are_not_the_envelope_are_protocol_errors(
     client = OpenIMClient(openim_session, await serve(app_answering(answer)), metrics=metrics)
     with pytest.raises(OpenIMProtocolError):
         await client.get_server_time("tok", operation_id="t")
-    assert (
-        metrics.registry.get_sample_value(
-            "messenger_gw_openim_errors_total", {"route": "/msg/get_server_time", "kind": "protocol"}
-        )
-        == 1
-    )
+    assert sample(metrics, "messenger_gw_openim_errors_total", route="/msg/get_server_time", kind="protocol") == 1
 
 
 async def test_data_missing_its_fields_is_a_protocol_error(
@@ -191,12 +186,7 @@ async def test_a_slow_answer_is_a_timeout(serve: Callable[[web.Application], Awa
 async def test_errcodes_are_counted_by_route_and_code(openim_client: OpenIMClient, metrics: Metrics) -> None:
     with pytest.raises(TokenError):
         await openim_client.get_server_time("abc", operation_id="t")
-    assert (
-        metrics.registry.get_sample_value(
-            "messenger_gw_openim_errcodes_total", {"route": "/msg/get_server_time", "code": "1503"}
-        )
-        == 1
-    )
+    assert sample(metrics, "messenger_gw_openim_errcodes_total", route="/msg/get_server_time", code="1503") == 1
 
 
 def test_issued_token_repr_hides_the_token() -> None:
