@@ -11,16 +11,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
+from . import auth_routes
 from .admin_token import ADMIN_TOKENS, AdminTokenManager
+from .authentication import AUTHENTICATOR, Authenticator
+from .bans import BANS, Bans
 from .errors import error_middleware
 from .health import DRAINING, healthz, readyz
+from .identity import IDENTITY_VERIFIER, DevOTPVerifier, IdentityVerifier, UserServiceVerifier
+from .im_tokens import IM_TOKENS, ImTokens
+from .invalidation import INVALIDATION, Invalidation, listening
+from .jwt_auth import JWTVerifier
 from .memory_store import MemoryStore
 from .metrics import METRICS, Metrics, metrics_handler, metrics_middleware
 from .openim import OPENIM, OpenIMClient, new_session
 from .operation_id import operation_id_middleware
+from .provisioning import PROVISIONER, Provisioner
+from .rate_limit import RateLimit
 from .redis_store import RedisStore
+from .sessions import SESSIONS, Sessions
 from .settings import SETTINGS, Settings
 from .store import STORE, Store
 
@@ -34,10 +45,12 @@ def create_app(settings: Settings) -> web.Application:
     app[DRAINING] = asyncio.Event()
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_openim_ctx)
+    app.cleanup_ctx.append(_auth_ctx)
     app.on_shutdown.append(_start_draining)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
+    auth_routes.add_routes(app)
     return app
 
 
@@ -52,7 +65,9 @@ def open_store(settings: Settings) -> Store:
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = open_store(app[SETTINGS])
     app[STORE] = store
-    yield
+    app[INVALIDATION] = invalidation = Invalidation(store)
+    async with listening(invalidation):
+        yield
     await store.close()
 
 
@@ -77,6 +92,34 @@ async def _openim_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await tokens.stop()
     await session.close()
+
+
+async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, store, metrics = app[SETTINGS], app[STORE], app[METRICS]
+    app[SESSIONS] = sessions = Sessions(store, app[INVALIDATION], ttl=settings.session_ttl)
+    app[AUTHENTICATOR] = Authenticator(
+        sessions, JWTVerifier(settings.jwt) if settings.jwt.enabled else None, metrics=metrics
+    )
+    app[BANS] = bans = Bans(store)
+    app[IM_TOKENS] = im_tokens = ImTokens(store, app[OPENIM], app[ADMIN_TOKENS], app[INVALIDATION])
+    app[PROVISIONER] = Provisioner(
+        bans, im_tokens, ws_url=settings.openim_ws_url, min_remaining=settings.login.im_token_min_remaining
+    )
+    app[auth_routes.HANDSHAKE_RATE_LIMIT] = RateLimit(store, "handshake", settings.handshake_rate_limit)
+    async with aiohttp.ClientSession() as user_service:
+        app[IDENTITY_VERIFIER] = _identity_verifier(settings, user_service)
+        yield
+
+
+def _identity_verifier(settings: Settings, session: aiohttp.ClientSession) -> IdentityVerifier:
+    login = settings.login
+    if login.user_service_url is not None and login.user_service_token is not None:
+        return UserServiceVerifier(
+            session, login.user_service_url, login.user_service_token, timeout=login.user_service_timeout
+        )
+    if settings.dev and login.dev_otp_code is not None:
+        return DevOTPVerifier(login.dev_otp_code)
+    raise ValueError("no identity verifier: set MESSENGER_GW_USER_SERVICE_URL and MESSENGER_GW_USER_SERVICE_TOKEN")
 
 
 async def _start_draining(app: web.Application) -> None:

@@ -14,16 +14,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import orjson
 from aiohttp import web
 
+from .openim import OpenIMError, OpenIMTimeout, OpenIMUnavailable
+from .store import StoreError
+
 log = logging.getLogger(__name__)
 
 BAD_REQUEST = 40000
+INVALID_JSON = 40001
+INVALID_FIELD = 40002
+INVALID_PUBLIC_KEY = 40010
+LOW_ORDER_PUBLIC_KEY = 40011
+UNKNOWN_PLATFORM = 40012
 UNAUTHENTICATED = 40100
+INVALID_CREDENTIALS = 40101
 FORBIDDEN = 40300
+BANNED = 40301
+SESSION_OF_ANOTHER_USER = 40302
 NOT_FOUND = 40400
 METHOD_NOT_ALLOWED = 40500
 PAYLOAD_TOO_LARGE = 41300
@@ -31,6 +42,7 @@ RATE_LIMITED = 42900
 INTERNAL = 50000
 BAD_UPSTREAM = 50200
 UNAVAILABLE = 50300
+IDENTITY_VERIFIER_UNAVAILABLE = 50301
 UPSTREAM_TIMEOUT = 50400
 
 _CODE_FOR_STATUS = {
@@ -76,6 +88,68 @@ class GatewayError(Exception):
         )
 
 
+class BadRequest(GatewayError):
+    status = 400
+    code = BAD_REQUEST
+
+
+class InvalidJSON(BadRequest):
+    code = INVALID_JSON
+
+
+class InvalidField(BadRequest):
+    code = INVALID_FIELD
+
+
+class Forbidden(GatewayError):
+    status = 403
+    code = FORBIDDEN
+
+
+class Unavailable(GatewayError):
+    """A dependency (the store, OpenIM) cannot serve the request now."""
+
+    status = 503
+    code = UNAVAILABLE
+    level = logging.ERROR
+
+
+class BadUpstream(GatewayError):
+    status = 502
+    code = BAD_UPSTREAM
+    level = logging.ERROR
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    code = UPSTREAM_TIMEOUT
+    level = logging.ERROR
+
+
+def from_openim(exc: OpenIMError) -> GatewayError:
+    """The gateway's answer when a call to OpenIM fails where the client cannot act on it."""
+    if isinstance(exc, OpenIMTimeout):
+        return UpstreamTimeout("OpenIM did not answer in time", detail=str(exc))
+    if isinstance(exc, OpenIMUnavailable):
+        return Unavailable("OpenIM is unavailable", detail=str(exc))
+    return BadUpstream("OpenIM failed", detail=str(exc))
+
+
+def from_store(exc: StoreError) -> GatewayError:
+    return Unavailable("The gateway's store is unavailable", detail=str(exc))
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or :class:`InvalidJSON`."""
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise InvalidJSON("The body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidJSON("The body must be a JSON object")
+    return body
+
+
 def envelope_response(status: int, code: int, message: str, detail: str = "") -> web.Response:
     body = orjson.dumps({"errCode": code, "errMsg": message, "errDlt": detail})
     return web.Response(status=status, body=body, content_type="application/json")
@@ -90,6 +164,14 @@ async def error_middleware(
     except GatewayError as exc:
         exc.log(request)
         return exc.response()
+    except StoreError as exc:
+        error = from_store(exc)
+        error.log(request)
+        return error.response()
+    except OpenIMError as exc:
+        error = from_openim(exc)
+        error.log(request)
+        return error.response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

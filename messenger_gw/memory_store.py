@@ -56,6 +56,19 @@ class MemoryStore(Store):
                 self._drop(key)
         return existed
 
+    async def incr(self, key: str, *, ttl: float) -> int:
+        current = self._lookup(key, bytes)
+        if current is None:
+            self._data[key] = b"1"
+            self._set_ttl(key, ttl)
+            return 1
+        try:
+            value = int(current) + 1
+        except ValueError:
+            raise StoreError("ERR value is not an integer") from None
+        self._data[key] = str(value).encode()
+        return value
+
     async def ttl(self, key: str) -> float | None:
         self._check_open()
         if not self._alive(key) or key not in self._expires:

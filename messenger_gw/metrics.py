@@ -72,6 +72,12 @@ class Metrics:
             ["route", "code"],
             registry=r,
         )
+        self.auth_failures = Counter(
+            "messenger_gw_auth_failures",
+            "Requests whose authentication was refused, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.admin_token_refreshes = Counter(
             "messenger_gw_admin_token_refreshes",
             "Attempts to obtain OpenIM's admin token, by outcome (ok, error).",

@@ -79,6 +79,15 @@ class RedisStore(Store):
                 return sum([int(await self._client.delete(key)) for key in keys])
             return int(await self._client.delete(*keys))
 
+    async def incr(self, key: str, *, ttl: float) -> int:
+        with _translated():
+            # SET NX PX creates the counter with its window; INCR keeps that TTL.
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(key, b"0", px=_ms(ttl), nx=True)
+                pipe.incr(key)
+                _, value = await pipe.execute()
+        return int(value)
+
     async def ttl(self, key: str) -> float | None:
         with _translated():
             ms = int(await self._client.pttl(key))

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 PREFIX = "MESSENGER_GW_"
 
@@ -86,6 +90,36 @@ class UpstreamTimeouts:
     total: float  # the whole call, connection to last byte
 
 
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JWTSettings:
+    """The JWT bearer authenticator; enabled when a secret or a public key is configured."""
+
+    hs256_secret: Secret | None
+    public_keys: tuple[PublicKey, ...]
+    issuer: str | None
+    audience: str | None
+    leeway: float
+    platform_claim: str | None
+
+    @property
+    def enabled(self) -> bool:
+        return self.hs256_secret is not None or bool(self.public_keys)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoginSettings:
+    user_service_url: str | None
+    user_service_token: Secret | None
+    user_service_timeout: float
+    dev_otp_code: Secret | None  # dev mode only
+    internal_service_token: Secret | None  # unset: /internal/provision is off
+    im_token_min_remaining: float  # a stored imToken with less left than this is replaced at login
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     dev: bool
@@ -101,6 +135,11 @@ class Settings:
     shutdown_timeout: float
     log_level: str
     dev_sandbox_listen: HostPort
+    session_ttl: float
+    handshake_rate_limit: int
+    trusted_proxies: tuple[Network, ...]
+    jwt: JWTSettings
+    login: LoginSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, dev: bool) -> Settings:
@@ -149,7 +188,39 @@ class Settings:
             shutdown_timeout=env.read("SHUTDOWN_TIMEOUT", _seconds(0, 600), default="15"),
             log_level=env.read("LOG_LEVEL", _choice("debug", "info", "warning", "error"), default="info"),
             dev_sandbox_listen=env.read("DEV_SANDBOX_LISTEN", _host_port, default="127.0.0.1:10002"),
+            session_ttl=env.read("SESSION_TTL", _seconds(60, 30 * 86400), default="86400"),
+            handshake_rate_limit=env.read("HANDSHAKE_RATE_LIMIT", _integer(0, 1_000_000), default="20"),
+            trusted_proxies=env.read("TRUSTED_PROXIES", _networks, default=""),
+            jwt=JWTSettings(
+                hs256_secret=env.read_optional("JWT_HS256_SECRET", _hmac_secret, required_because=None),
+                public_keys=env.read("JWT_PUBLIC_KEY_FILES", _public_key_files, default=""),
+                issuer=env.read_optional("JWT_ISSUER", str, required_because=None),
+                audience=env.read_optional("JWT_AUDIENCE", str, required_because=None),
+                leeway=env.read("JWT_LEEWAY", _seconds(0, 300), default="30"),
+                platform_claim=env.read_optional("JWT_PLATFORM_CLAIM", str, required_because=None),
+            ),
+            login=LoginSettings(
+                user_service_url=env.read_optional(
+                    "USER_SERVICE_URL",
+                    _url(("http", "https")),
+                    required_because="it verifies users at login" if production else None,
+                ),
+                user_service_token=env.read_optional(
+                    "USER_SERVICE_TOKEN",
+                    _secret,
+                    required_because="the user-service expects it" if production else None,
+                ),
+                user_service_timeout=env.read("USER_SERVICE_TIMEOUT", _seconds(0.1, 60), default="5"),
+                dev_otp_code=env.read_optional("DEV_OTP_CODE", _secret, required_because=None)
+                or (Secret("000000") if dev else None),
+                internal_service_token=env.read_optional(
+                    "INTERNAL_SERVICE_TOKEN", _service_token, required_because=None
+                ),
+                im_token_min_remaining=env.read("IM_TOKEN_MIN_REMAINING", _seconds(0, 30 * 86400), default="86400"),
+            ),
         )
+        if production and settings.login.dev_otp_code is not None:
+            raise ConfigError(PREFIX + "DEV_OTP_CODE", "is only allowed in dev mode (`messenger-gw dev`)")
         timeouts = settings.openim_timeouts
         if timeouts.total < max(timeouts.connect + timeouts.pool, timeouts.read):
             raise ConfigError(
@@ -177,6 +248,24 @@ class Settings:
         yield PREFIX + "ADMIN_TOKEN_MAX_AGE", f"{self.admin_token_max_age:g}"
         yield PREFIX + "SHUTDOWN_TIMEOUT", f"{self.shutdown_timeout:g}"
         yield PREFIX + "LOG_LEVEL", self.log_level
+        yield PREFIX + "SESSION_TTL", f"{self.session_ttl:g}"
+        yield PREFIX + "HANDSHAKE_RATE_LIMIT", f"{self.handshake_rate_limit} per minute per client IP"
+        yield PREFIX + "TRUSTED_PROXIES", ",".join(map(str, self.trusted_proxies)) or "(none)"
+        jwt = self.jwt
+        yield PREFIX + "JWT_HS256_SECRET", "********" if jwt.hs256_secret else "(unset)"
+        yield PREFIX + "JWT_PUBLIC_KEY_FILES", f"{len(jwt.public_keys)} key(s)"
+        yield PREFIX + "JWT_ISSUER", jwt.issuer or "(not checked)"
+        yield PREFIX + "JWT_AUDIENCE", jwt.audience or "(not checked)"
+        yield PREFIX + "JWT_LEEWAY", f"{jwt.leeway:g}"
+        yield PREFIX + "JWT_PLATFORM_CLAIM", jwt.platform_claim or "(unset: X-Platform-ID header)"
+        login = self.login
+        yield PREFIX + "USER_SERVICE_URL", login.user_service_url or "(unset)"
+        yield PREFIX + "USER_SERVICE_TOKEN", "********" if login.user_service_token else "(unset)"
+        yield PREFIX + "USER_SERVICE_TIMEOUT", f"{login.user_service_timeout:g}"
+        if self.dev:
+            yield PREFIX + "DEV_OTP_CODE", "********"
+        yield PREFIX + "INTERNAL_SERVICE_TOKEN", "********" if login.internal_service_token else "(unset: off)"
+        yield PREFIX + "IM_TOKEN_MIN_REMAINING", f"{login.im_token_min_remaining:g}"
         if self.dev:
             yield PREFIX + "DEV_SANDBOX_LISTEN", str(self.dev_sandbox_listen)
 
@@ -292,6 +381,53 @@ def _mask_url(url: Secret) -> str:
 
 def _secret(raw: str) -> Secret:
     return Secret(raw)
+
+
+def _hmac_secret(raw: str) -> Secret:
+    if len(raw.encode()) < 32:
+        raise ValueError("must be at least 32 bytes (RFC 7518, section 3.2)")
+    return Secret(raw)
+
+
+def _service_token(raw: str) -> Secret:
+    if len(raw) < 16:
+        raise ValueError("must be at least 16 characters")
+    return Secret(raw)
+
+
+def _networks(raw: str) -> tuple[Network, ...]:
+    networks = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part!r} is not an IP address or CIDR block") from None
+    return tuple(networks)
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
+
+
+def _public_key_files(raw: str) -> tuple[PublicKey, ...]:
+    keys: list[PublicKey] = []
+    for path in filter(None, (p.strip() for p in raw.split(","))):
+        try:
+            pem = Path(path).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+        blocks = _PEM_BLOCK.findall(pem)
+        if not blocks:
+            raise ValueError(f"{path} holds no PEM public key (-----BEGIN PUBLIC KEY-----)")
+        for block in blocks:
+            key = serialization.load_pem_public_key(block)
+            rs256 = isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048
+            es256 = isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+            if not (rs256 or es256):
+                raise ValueError(
+                    f"{path}: only RSA keys of 2048 bits or more (RS256) and P-256 keys (ES256) are accepted"
+                )
+            keys.append(key)  # type: ignore[arg-type]  # narrowed by rs256/es256 above
+    return tuple(keys)
 
 
 def _user_id(raw: str) -> str:

@@ -82,6 +82,10 @@ class Store(abc.ABC):
         """Delete keys of any kind; the number that existed."""
 
     @abc.abstractmethod
+    async def incr(self, key: str, *, ttl: float) -> int:
+        """Add one to the counter at ``key`` and return it; a new counter expires after ``ttl``."""
+
+    @abc.abstractmethod
     async def ttl(self, key: str) -> float | None:
         """Seconds left before ``key`` expires; None when it has no expiry or does not exist."""
 

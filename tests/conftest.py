@@ -170,6 +170,8 @@ def gateway_settings(openim_url: str, *, redis_url: str | None = None, **extra: 
         "MESSENGER_GW_OPENIM_SECRET": "openIM123",
         "MESSENGER_GW_OPENIM_WS_URL": "ws://127.0.0.1:10001",
         "MESSENGER_GW_REDIS_URL": redis_url or f"redis://{LOOPBACK}:{free_port()}",
+        "MESSENGER_GW_USER_SERVICE_URL": f"http://{LOOPBACK}:{free_port()}",
+        "MESSENGER_GW_USER_SERVICE_TOKEN": "user-service-token-value",
     } | {"MESSENGER_GW_" + key: value for key, value in extra.items()}
     return Settings.from_env(env, dev=False)
 

@@ -22,6 +22,8 @@ PRODUCTION = {
     "MESSENGER_GW_OPENIM_API_URL": "http://127.0.0.1:10002",
     "MESSENGER_GW_OPENIM_SECRET": "s3cr3t-value",
     "MESSENGER_GW_OPENIM_WS_URL": "ws://127.0.0.1:10001",
+    "MESSENGER_GW_USER_SERVICE_URL": "http://127.0.0.1:8000",
+    "MESSENGER_GW_USER_SERVICE_TOKEN": "user-service-token-value",
 }
 
 

@@ -11,6 +11,8 @@ PRODUCTION = {
     "MESSENGER_GW_OPENIM_API_URL": "http://openim-api:10002",
     "MESSENGER_GW_OPENIM_SECRET": "s3cr3t-value",
     "MESSENGER_GW_OPENIM_WS_URL": "wss://chat.example.com/ws",
+    "MESSENGER_GW_USER_SERVICE_URL": "http://users:8000",
+    "MESSENGER_GW_USER_SERVICE_TOKEN": "user-service-token-value",
 }
 
 

@@ -184,3 +184,12 @@ async def test_closed_memory_store_is_a_store_error() -> None:
     await store.close()
     with pytest.raises(StoreError):
         await store.get("k")
+
+
+async def test_incr_counts_within_a_window_that_starts_at_the_first_hit(store: Store, advance: Advance) -> None:
+    assert [await store.incr("rate", ttl=0.2) for _ in range(3)] == [1, 2, 3]
+    remaining = await store.ttl("rate")
+    assert remaining is not None
+    assert remaining <= 0.2
+    await advance(0.35)
+    assert await store.incr("rate", ttl=0.2) == 1

@@ -1,0 +1,133 @@
+"""Who is calling: a request signed with a session key (RFC 9421), or a JWT bearer.
+
+A rejection is a generic 401 with errCode 40100 for the client; the precise
+reason goes to the log and to ``messenger_gw_auth_failures_total{reason}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Literal
+
+from aiohttp import web
+
+from . import errors, signatures
+from .jwt_auth import JWTRejected, JWTVerifier
+from .metrics import Metrics
+from .sessions import Session, Sessions
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Caller:
+    user_id: str | None  # None until the session's user logs in
+    platform_id: int
+    via: Literal["signature", "jwt"]
+    session: Session | None = None
+    jwt_id: str | None = None
+
+
+class Unauthenticated(errors.GatewayError):
+    status = 401
+    code = errors.UNAUTHENTICATED
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("Authentication failed", detail=reason)
+        self.reason = reason
+
+
+class Authenticator:
+    def __init__(
+        self,
+        sessions: Sessions,
+        jwt_verifier: JWTVerifier | None,
+        *,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sessions = sessions
+        self._jwt = jwt_verifier
+        self._metrics = metrics
+        self._clock = clock
+
+    async def authenticate(self, request: web.Request, *, allow_jwt: bool = True) -> Caller:
+        try:
+            headers = request.headers
+            if "Signature-Input" in headers or "Signature" in headers:
+                return await self._signed(request)
+            authorization = headers.get("Authorization", "")
+            if authorization[:7].lower() == "bearer ":
+                if self._jwt is None or not allow_jwt:
+                    raise Unauthenticated("jwt_disabled")
+                return self._bearer(authorization[7:].strip(), headers.get("X-Platform-ID"))
+            raise Unauthenticated("missing_credentials")
+        except Unauthenticated as exc:
+            self._metrics.auth_failures.labels(exc.reason).inc()
+            raise
+
+    async def _signed(self, request: web.Request) -> Caller:
+        headers = request.headers
+        try:
+            candidates = signatures.parse(headers.get("Signature-Input"), headers.get("Signature"))
+            signature, session = await self._first_known(candidates)
+            signature.check(self._clock())
+            signature.verify(_message(request), session.key)
+            signatures.check_content_digest(headers.get("Content-Digest"), await request.read())
+        except signatures.SignatureRejected as exc:
+            raise Unauthenticated(exc.reason) from None
+        # Last, so a forged request cannot burn a nonce the real client will use.
+        if not await self._sessions.claim_nonce(session.id, signature.nonce):
+            raise Unauthenticated("replayed_nonce")
+        return Caller(session.user_id, session.platform_id, "signature", session=session)
+
+    async def _first_known(
+        self, candidates: list[signatures.ParsedSignature]
+    ) -> tuple[signatures.ParsedSignature, Session]:
+        for candidate in candidates:
+            session = await self._sessions.get(candidate.keyid)
+            if session is not None:
+                return candidate, session
+        raise signatures.SignatureRejected("unknown_session")
+
+    def _bearer(self, token: str, platform_header: str | None) -> Caller:
+        assert self._jwt is not None
+        try:
+            identity = self._jwt.verify(token, platform_header)
+        except JWTRejected as exc:
+            raise Unauthenticated(exc.reason) from None
+        return Caller(identity.user_id, identity.platform_id, "jwt", jwt_id=identity.jwt_id)
+
+
+def _message(request: web.Request) -> signatures.Message:
+    path, _, query = request.raw_path.partition("?")
+    return signatures.Message(
+        method=request.method,
+        path=path,
+        query=query,
+        headers=_JoinedHeaders(request),
+        authority=request.host,
+        scheme=request.scheme,
+    )
+
+
+class _JoinedHeaders(Mapping[str, str]):
+    """A request's header fields by lower-case name, repeated lines joined with ", "."""
+
+    def __init__(self, request: web.Request) -> None:
+        self._headers = request.headers
+
+    def __getitem__(self, name: str) -> str:
+        values = self._headers.getall(name, [])
+        if not values:
+            raise KeyError(name)
+        return ", ".join(v.strip() for v in values)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({name.lower() for name in self._headers})
+
+    def __len__(self) -> int:
+        return len({name.lower() for name in self._headers})
+
+
+AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator", Authenticator)

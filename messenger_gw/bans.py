@@ -1,0 +1,57 @@
+"""Ban records: a banned user cannot log in, mint an imToken or pass the proxy.
+
+The record lives at ``gw:ban:<userID>`` as JSON ``{reason, actor, at,
+expiresAt}``; an expiring ban carries the store TTL too, so it ends by itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import orjson
+from aiohttp import web
+
+from . import errors, keys
+from .store import Store
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ban:
+    user_id: str
+    reason: str
+    actor: str
+    at: int
+    expires_at: int | None
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"reason": self.reason, "actor": self.actor, "at": self.at, "expiresAt": self.expires_at})
+
+    @classmethod
+    def decode(cls, user_id: str, raw: bytes) -> Ban:
+        data = orjson.loads(raw)
+        return cls(user_id, data["reason"], data["actor"], data["at"], data.get("expiresAt"))
+
+
+class Banned(errors.GatewayError):
+    status = 403
+    code = errors.BANNED
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__("This account is banned", detail=f"user {user_id} is banned")
+
+
+class Bans:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def get(self, user_id: str) -> Ban | None:
+        raw = await self._store.get(keys.ban(user_id))
+        return Ban.decode(user_id, raw) if raw is not None else None
+
+    async def check(self, user_id: str) -> None:
+        """Raise :class:`Banned` if ``user_id`` is banned."""
+        if await self._store.get(keys.ban(user_id)) is not None:
+            raise Banned(user_id)
+
+
+BANS: web.AppKey[Bans] = web.AppKey("bans", Bans)

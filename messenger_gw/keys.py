@@ -1,0 +1,40 @@
+"""Every key and channel the gateway uses in the store, in one place.
+
+A session and its nonces share the hash tag ``{<sessionId>}`` so that, on
+Redis Cluster, they live in one slot. ``im:token:<userID>`` is a contract
+shared with other services (DESIGN section 5) and keeps its plain name.
+"""
+
+from __future__ import annotations
+
+INVALIDATION_CHANNEL = "gw:invalidate"
+
+
+def session(session_id: str) -> str:
+    return f"gw:session:{{{session_id}}}"
+
+
+def nonce(session_id: str, value: str) -> str:
+    return f"gw:session:{{{session_id}}}:nonce:{value}"
+
+
+def im_token(user_id: str) -> str:
+    """Hash of the user's OpenIM tokens: field = platformID, value = JSON {token, expiresAt}."""
+    return f"im:token:{user_id}"
+
+
+def im_token_mint_lock(user_id: str, platform_id: int) -> str:
+    return f"im:token:{user_id}:mint-lock:{platform_id}"
+
+
+def ban(user_id: str) -> str:
+    return f"gw:ban:{user_id}"
+
+
+def user_sessions(user_id: str) -> str:
+    """Hash of the sessions bound to a user: field = sessionId, value = expiry."""
+    return f"gw:user-sessions:{user_id}"
+
+
+def rate(scope: str, subject: str) -> str:
+    return f"gw:rate:{scope}:{subject}"

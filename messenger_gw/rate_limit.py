@@ -1,0 +1,42 @@
+"""Fixed-window rate limits counted in the store, so every replica shares them."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+from aiohttp import web
+
+from . import errors, keys
+from .store import Store
+
+
+class RateLimited(errors.GatewayError):
+    status = 429
+    code = errors.RATE_LIMITED
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("Too many requests; try again later")
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    def response(self) -> web.Response:
+        response = super().response()
+        response.headers["Retry-After"] = str(self.retry_after)
+        return response
+
+
+class RateLimit:
+    WINDOW: ClassVar[float] = 60.0
+
+    def __init__(self, store: Store, scope: str, per_minute: int) -> None:
+        self._store = store
+        self._scope = scope
+        self._limit = per_minute
+
+    async def hit(self, subject: str) -> None:
+        """Count one hit for ``subject``; raise :class:`RateLimited` past the limit. A limit of 0 is off."""
+        if self._limit == 0:
+            return
+        key = keys.rate(self._scope, subject)
+        if await self._store.incr(key, ttl=self.WINDOW) > self._limit:
+            raise RateLimited(await self._store.ttl(key) or self.WINDOW)

@@ -1,0 +1,235 @@
+"""RFC 9421 HTTP Message Signatures with ``hmac-sha256``, and RFC 9530 ``Content-Digest``.
+
+Pure functions, no I/O: :func:`sign` for clients, :func:`parse` and
+:meth:`ParsedSignature.verify` for the gateway. Structured fields are parsed
+and serialised with ``http_sf`` (RFC 8941/9651), never by hand.
+
+The gateway's profile: every signature covers at least ``@method``,
+``@path``, ``@query`` and ``content-digest`` and carries ``keyid`` (the
+session ID), ``created`` and ``nonce``; ``alg``, when present, is
+``hmac-sha256``. A request without a body signs the digest of the empty body.
+
+A rejection is a :class:`SignatureRejected` whose ``reason`` is one of
+:data:`REASONS`: a bounded set, fit for a metric label, never shown to the client.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import http_sf
+
+ALGORITHM = "hmac-sha256"
+REQUIRED_COMPONENTS = ("@method", "@path", "@query", "content-digest")
+MAX_CLOCK_SKEW = 300
+MAX_NONCE_LENGTH = 128
+MAX_HEADER_LENGTH = 4096
+
+REASONS = frozenset(
+    {
+        "missing_headers",
+        "unparsable",
+        "unknown_session",
+        "missing_component",
+        "bad_parameters",
+        "unsupported_component",
+        "created_out_of_window",
+        "expired",
+        "bad_digest",
+        "digest_mismatch",
+        "bad_signature",
+        "replayed_nonce",
+    }
+)
+
+DERIVED: dict[str, Callable[[Message], str]] = {
+    "@method": lambda m: m.method.upper(),
+    "@path": lambda m: m.path or "/",
+    "@query": lambda m: "?" + m.query,
+    "@authority": lambda m: m.authority.lower(),
+    "@scheme": lambda m: m.scheme.lower(),
+    "@target-uri": lambda m: (
+        f"{m.scheme.lower()}://{m.authority.lower()}{m.path or '/'}" + (f"?{m.query}" if m.query else "")
+    ),
+    "@request-target": lambda m: (m.path or "/") + (f"?{m.query}" if m.query else ""),
+}
+
+
+class SignatureRejected(Exception):
+    def __init__(self, reason: str) -> None:
+        assert reason in REASONS, reason
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Message:
+    """What a signature can cover of a request. ``path`` and ``query`` are as sent (still encoded)."""
+
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]  # lower-case names, repeated fields already joined with ", "
+    authority: str = ""
+    scheme: str = "http"
+
+    def component(self, name: str) -> str:
+        derive = DERIVED.get(name)
+        if derive is not None:
+            return derive(self)
+        value = self.headers.get(name)
+        if value is None or name.startswith("@"):
+            raise SignatureRejected("unsupported_component")
+        return value.strip()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ParsedSignature:
+    """One signature from a request: its covered components, its parameters and its bytes."""
+
+    label: str
+    components: tuple[str, ...]
+    params: dict[str, Any]
+    signature: bytes
+    _inner_list: Any  # the parsed Signature-Input member, serialised again for the base
+
+    @property
+    def keyid(self) -> str:
+        return str(self.params["keyid"])
+
+    @property
+    def created(self) -> int:
+        return int(self.params["created"])
+
+    @property
+    def nonce(self) -> str:
+        return str(self.params["nonce"])
+
+    def check(self, now: float) -> None:
+        """Profile checks that need no key: components, parameters, time window."""
+        if not set(REQUIRED_COMPONENTS) <= set(self.components):
+            raise SignatureRejected("missing_component")
+        alg = self.params.get("alg", ALGORITHM)
+        created, nonce = self.params.get("created"), self.params.get("nonce")
+        if (
+            alg != ALGORITHM
+            or not isinstance(created, int)
+            or isinstance(created, bool)
+            or not isinstance(nonce, str)
+            or not 0 < len(nonce) <= MAX_NONCE_LENGTH
+        ):
+            raise SignatureRejected("bad_parameters")
+        if abs(now - created) > MAX_CLOCK_SKEW:
+            raise SignatureRejected("created_out_of_window")
+        expires = self.params.get("expires")
+        if expires is not None and (not isinstance(expires, int) or expires <= now):
+            raise SignatureRejected("expired")
+
+    def base(self, message: Message) -> bytes:
+        """The signature base (RFC 9421 section 2.5)."""
+        lines = [f'"{name}": {message.component(name)}' for name in self.components]
+        lines.append(f'"@signature-params": {http_sf.ser([self._inner_list])}')
+        text = "\n".join(lines)
+        if not text.isascii() or "\r" in text:
+            raise SignatureRejected("unsupported_component")
+        return text.encode("ascii")
+
+    def verify(self, message: Message, key: bytes) -> None:
+        expected = hmac.new(key, self.base(message), hashlib.sha256).digest()
+        if not hmac.compare_digest(expected, self.signature):
+            raise SignatureRejected("bad_signature")
+
+
+def parse(signature_input: str | None, signature: str | None) -> list[ParsedSignature]:
+    """Every signature in the two headers, in ``Signature-Input`` order."""
+    if not signature_input or not signature:
+        raise SignatureRejected("missing_headers")
+    if len(signature_input) > MAX_HEADER_LENGTH or len(signature) > MAX_HEADER_LENGTH:
+        raise SignatureRejected("unparsable")
+    try:
+        # http_sf's return type is the union of every structure; the tltype fixes it to a dict.
+        inputs: Any = http_sf.parse(signature_input.encode(), tltype="dictionary", on_duplicate_key=_reject_duplicate)
+        values: Any = http_sf.parse(signature.encode(), tltype="dictionary", on_duplicate_key=_reject_duplicate)
+    except (http_sf.StructuredFieldError, UnicodeError, ValueError):
+        raise SignatureRejected("unparsable") from None
+    assert isinstance(inputs, dict)
+    assert isinstance(values, dict)
+    parsed = []
+    for label, member in inputs.items():
+        items, params = member
+        value = values.get(label)
+        if not isinstance(items, list) or value is None or not isinstance(value[0], bytes):
+            raise SignatureRejected("unparsable")
+        names = []
+        for name, component_params in items:
+            if not isinstance(name, str) or name != name.lower():
+                raise SignatureRejected("unparsable")
+            if component_params:  # sf, key, bs, req, tr: not part of this profile
+                raise SignatureRejected("unsupported_component")
+            names.append(name)
+        if len(set(names)) != len(names) or not isinstance(params.get("keyid"), str):
+            raise SignatureRejected("unparsable")
+        parsed.append(ParsedSignature(label, tuple(names), dict(params), value[0], member))
+    if not parsed:
+        raise SignatureRejected("missing_headers")
+    return parsed
+
+
+def _reject_duplicate(key: str, context: str) -> None:
+    raise ValueError(f"duplicate {context} key {key!r}")
+
+
+# -- Content-Digest (RFC 9530) ----------------------------------------------------------------
+
+
+def content_digest(body: bytes) -> str:
+    return f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
+
+
+def check_content_digest(header: str | None, body: bytes) -> None:
+    """The ``sha-256`` member of ``Content-Digest`` must be the digest of ``body``."""
+    if not header or len(header) > MAX_HEADER_LENGTH:
+        raise SignatureRejected("bad_digest")
+    try:
+        members: Any = http_sf.parse(header.encode(), tltype="dictionary")
+    except (http_sf.StructuredFieldError, UnicodeError, ValueError):
+        raise SignatureRejected("bad_digest") from None
+    assert isinstance(members, dict)
+    member = members.get("sha-256")
+    if member is None or not isinstance(member[0], bytes):
+        raise SignatureRejected("bad_digest")
+    if not hmac.compare_digest(member[0], hashlib.sha256(body).digest()):
+        raise SignatureRejected("digest_mismatch")
+
+
+# -- signing (the client side) ------------------------------------------------------------------
+
+
+def sign(
+    message: Message,
+    *,
+    key: bytes,
+    keyid: str,
+    created: int,
+    nonce: str,
+    components: Iterable[str] = REQUIRED_COMPONENTS,
+    label: str = "sig1",
+) -> dict[str, str]:
+    """The ``Signature-Input`` and ``Signature`` headers for ``message``.
+
+    ``message.headers`` must already hold every covered header field,
+    ``content-digest`` included (see :func:`content_digest`).
+    """
+    params: dict[str, Any] = {"created": created, "keyid": keyid, "nonce": nonce, "alg": ALGORITHM}
+    inner_list: Any = ([(name, {}) for name in components], params)
+    unsigned = ParsedSignature(label, tuple(components), params, b"", inner_list)
+    signature = hmac.new(key, unsigned.base(message), hashlib.sha256).digest()
+    return {
+        "Signature-Input": http_sf.ser({label: inner_list}),
+        "Signature": http_sf.ser({label: (signature, {})}),
+    }
