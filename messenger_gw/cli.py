@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import __version__, logs, server
+from . import __version__, client_cli, logs, server
 from .sandbox import SandboxConfig
 from .settings import OPENIM_DEFAULT_ADMIN_USER_ID, OPENIM_DEFAULT_SECRET, ConfigError, HostPort, Settings
 
@@ -16,6 +16,8 @@ EXIT_CONFIG = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "client":
+        return client_cli.run(args)
     try:
         if args.command == "sandbox":
             return _sandbox(args)
@@ -71,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         "--admin-user-id", action="append", default=None, help=f"repeatable; default {OPENIM_DEFAULT_ADMIN_USER_ID}"
     )
     sandbox.add_argument("--token-expire-days", type=int, default=90)
+    client_cli.add_parser(commands)
     return parser
 
 
