@@ -80,8 +80,10 @@ class UserServiceVerifier:
                 status, raw = response.status, await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise VerifierUnavailable(f"user-service unreachable: {type(exc).__name__}") from None
-        if status in (400, 401, 403, 404, 422):
+        if status in (400, 401, 404, 422):
             raise InvalidCredentials(f"user-service answered {status}")
+        if status == 403:
+            raise VerifierUnavailable("user-service refused the gateway's service token (USER_SERVICE_TOKEN)")
         if status != 200:
             raise VerifierUnavailable(f"user-service answered {status}")
         try:

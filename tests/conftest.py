@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 import redis
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from messenger_gw.app import create_app
+from messenger_gw.client import GatewayClient
 from messenger_gw.metrics import Metrics
 from messenger_gw.openim import OpenIMClient, new_session
 from messenger_gw.sandbox import FakeClock, Sandbox, SandboxConfig, create_sandbox_app
@@ -171,7 +176,7 @@ def gateway_settings(openim_url: str, *, redis_url: str | None = None, **extra: 
         "MESSENGER_GW_OPENIM_WS_URL": "ws://127.0.0.1:10001",
         "MESSENGER_GW_REDIS_URL": redis_url or f"redis://{LOOPBACK}:{free_port()}",
         "MESSENGER_GW_USER_SERVICE_URL": f"http://{LOOPBACK}:{free_port()}",
-        "MESSENGER_GW_USER_SERVICE_TOKEN": "user-service-token-value",
+        "MESSENGER_GW_USER_SERVICE_TOKEN": USER_SERVICE_TOKEN,
     } | {"MESSENGER_GW_" + key: value for key, value in extra.items()}
     return Settings.from_env(env, dev=False)
 
@@ -179,3 +184,82 @@ def gateway_settings(openim_url: str, *, redis_url: str | None = None, **extra: 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
     """A metric's current value; 0 when the series has not been touched."""
     return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+USER_SERVICE_TOKEN = "user-service-token-value"
+GOOD_CODE = "246810"
+
+
+class FakeUserService:
+    """The user-service side of docs/user-service.md: accepts GOOD_CODE for any userID."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"  # or "down" (HTTP 500), "garbage" (not JSON), "refuse" (403)
+        self.requests: list[dict[str, Any]] = []
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/identity/verify", self._verify)
+        return app
+
+    async def _verify(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append({"authorization": request.headers.get("Authorization"), "body": body})
+        if request.headers.get("Authorization") != f"Bearer {USER_SERVICE_TOKEN}" or self.mode == "refuse":
+            return web.Response(status=403)
+        if self.mode == "down":
+            return web.Response(status=500)
+        if self.mode == "garbage":
+            return web.Response(text="<html>")
+        credentials = body.get("credentials", {})
+        if credentials.get("code") != GOOD_CODE or not credentials.get("userID"):
+            return web.json_response({"error": "invalid code"}, status=401)
+        user_id = credentials["userID"]
+        return web.json_response({"userID": user_id, "nickname": user_id.title(), "faceURL": ""})
+
+
+@pytest.fixture
+def user_service() -> FakeUserService:
+    return FakeUserService()
+
+
+@pytest.fixture
+async def user_service_url(user_service: FakeUserService) -> AsyncIterator[str]:
+    server = TestServer(user_service.app(), host=LOOPBACK)
+    await server.start_server()
+    yield base_url(server)
+    await server.close()
+
+
+@dataclasses.dataclass
+class Gateway:
+    app: web.Application
+    url: str
+
+    def client(self) -> GatewayClient:
+        return GatewayClient(self.url)
+
+
+StartGateway = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def start_gateway(
+    sandbox_server: TestServer, clean_redis: RedisProcess, user_service_url: str
+) -> AsyncIterator[StartGateway]:
+    """Start gateway apps (production mode) over the sandbox and one real redis-server."""
+    servers: list[TestServer] = []
+
+    async def start(**overrides: str) -> Gateway:
+        settings = gateway_settings(
+            base_url(sandbox_server), redis_url=clean_redis.url, **({"USER_SERVICE_URL": user_service_url} | overrides)
+        )
+        app = create_app(settings)
+        server = TestServer(app, host=LOOPBACK)
+        await server.start_server()
+        servers.append(server)
+        return Gateway(app, base_url(server))
+
+    yield start
+    for server in servers:
+        await server.close()
