@@ -23,6 +23,8 @@ from .store import Store, StoreError
 log = logging.getLogger(__name__)
 
 RETRY_DELAY = 1.0
+START_TIMEOUT = 2.0
+STOP_TIMEOUT = 2.0
 
 
 class Invalidatable(Protocol):
@@ -35,6 +37,7 @@ class Invalidation:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._caches: dict[str, list[Invalidatable]] = {}
+        self._stopping = False
         self.subscribed = asyncio.Event()
 
     def register(self, kind: str, cache: Invalidatable) -> None:
@@ -50,7 +53,7 @@ class Invalidation:
                 cache.clear()
 
     async def listen_forever(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 async with self._store.subscribe([keys.INVALIDATION_CHANNEL]) as subscription:
                     self.clear_all()
@@ -64,6 +67,9 @@ class Invalidation:
             self.clear_all()
             await asyncio.sleep(RETRY_DELAY)
 
+    def stop(self) -> None:
+        self._stopping = True
+
     def _apply(self, kind: str, subject: str) -> None:
         for cache in self._caches.get(kind, ()):
             cache.drop(subject)
@@ -75,9 +81,21 @@ INVALIDATION: web.AppKey[Invalidation] = web.AppKey("invalidation", Invalidation
 @contextlib.asynccontextmanager
 async def listening(invalidation: Invalidation) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(invalidation.listen_forever(), name="invalidation-listener")
+    # Serve only once invalidations are heard (bounded: a store that is down at
+    # start-up must not keep the gateway from starting; readiness reports it).
+    subscribed = asyncio.create_task(invalidation.subscribed.wait())
+    await asyncio.wait({task, subscribed}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+    subscribed.cancel()
     try:
         yield task
     finally:
+        # A cancellation that lands while redis-py is still connecting the pub/sub
+        # connection can be lost (seen on Python 3.11); the flag ends the loop at
+        # its next turn, and shutdown never waits unbounded for it.
+        invalidation.stop()
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
+        if not done:
+            log.warning("invalidation listener did not stop within %gs; leaving it to the store's close", STOP_TIMEOUT)
+        elif not task.cancelled() and task.exception() is not None:
+            log.warning("invalidation listener ended with an error: %r", task.exception())
