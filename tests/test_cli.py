@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -115,6 +118,8 @@ def test_dev_mode_serves_green_probes_and_stops_cleanly(
     assert (status, body) == (200, {"status": "ready", "checks": {"store": "ok", "openim": "ok"}})
     assert get(gateway + "/healthz") == (200, {"status": "ok"})
 
+    run_readme_client_steps(gateway)
+
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=20)
     assert process.returncode == 0, stderr
@@ -122,6 +127,37 @@ def test_dev_mode_serves_green_probes_and_stops_cleanly(
     assert f"OpenIM sandbox  {sandbox}" in stdout
     assert "Try it:" in stdout
     assert '"msg":"draining"' in stderr.replace(" ", "")
+
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def readme_client_steps() -> list[list[str]]:
+    """The README's `messenger-gw client` commands, exactly as written (comments dropped)."""
+    steps = []
+    for line in README.read_text().splitlines():
+        if line.startswith(".venv/bin/messenger-gw client "):
+            steps.append(shlex.split(line.split("#", 1)[0])[2:])
+    return steps
+
+
+def run_readme_client_steps(gateway: str) -> None:
+    steps = readme_client_steps()
+    assert [step[0] for step in steps] == ["handshake", "login", "call", "logout"]
+    with tempfile.TemporaryDirectory() as state_dir:
+        where = ["--url", gateway, "--state", f"{state_dir}/session.json"]
+        outputs = []
+        for step in steps:
+            result = subprocess.run(
+                [*COMMAND, "client", *where, *step], capture_output=True, text=True, timeout=30, check=False
+            )
+            assert result.returncode == 0, (step, result.stderr)
+            outputs.append(result.stdout)
+    handshake, login, session, _ = outputs
+    assert len(orjson.loads(handshake)["sessionId"]) == 22
+    assert orjson.loads(login)["userID"] == "alice"
+    assert orjson.loads(login)["imToken"].count(".") == 2
+    assert orjson.loads(session)["userID"] == "alice"
 
 
 def test_address_in_use_is_a_clear_error() -> None:
