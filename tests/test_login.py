@@ -197,31 +197,28 @@ async def test_openim_down_during_login_is_503_and_the_session_stays_anonymous(
     assert stored_tokens(clean_redis, "judy") == {}
 
 
-async def test_concurrent_logins_of_one_user_and_platform_mint_once(gateway: Gateway, sandbox: Sandbox) -> None:
-    clients = [gateway.client() for _ in range(20)]
+async def concurrent_logins(gateways: list[Gateway], user_id: str, platform_id: int, count: int) -> set[str]:
+    """``count`` sessions, spread over ``gateways``, log in at once; the distinct imTokens they got."""
+    clients = [gateways[i % len(gateways)].client() for i in range(count)]
     try:
         for client in clients:
-            await client.handshake(platform_id=4)
-        replies = await asyncio.gather(*(c.login({"userID": "karl", "code": GOOD_CODE}) for c in clients))
+            await client.handshake(platform_id=platform_id)
+        replies = await asyncio.gather(*(c.login({"userID": user_id, "code": GOOD_CODE}) for c in clients))
     finally:
         for client in clients:
             await client.close()
-    assert len({r["imToken"] for r in replies}) == 1
+    return {reply["imToken"] for reply in replies}
+
+
+async def test_concurrent_logins_of_one_user_and_platform_mint_once(gateway: Gateway, sandbox: Sandbox) -> None:
+    assert len(await concurrent_logins([gateway], "karl", 4, 20)) == 1
     assert sandbox.calls[REGISTER] == 1
     assert sandbox.calls[GET_USER_TOKEN] == 2  # 1004 for the unknown user, then the mint after registering
 
 
 async def test_concurrent_logins_across_two_replicas_mint_once(start_gateway: StartGateway, sandbox: Sandbox) -> None:
-    first, second = await start_gateway(), await start_gateway()
-    clients = [(first if i % 2 else second).client() for i in range(10)]
-    try:
-        for client in clients:
-            await client.handshake(platform_id=6)
-        replies = await asyncio.gather(*(c.login({"userID": "lena", "code": GOOD_CODE}) for c in clients))
-    finally:
-        for client in clients:
-            await client.close()
-    assert len({r["imToken"] for r in replies}) == 1
+    replicas = [await start_gateway(), await start_gateway()]
+    assert len(await concurrent_logins(replicas, "lena", 6, 10)) == 1
     assert sandbox.calls[GET_USER_TOKEN] == 2
 
 
