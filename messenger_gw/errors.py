@@ -131,7 +131,7 @@ def from_openim(exc: OpenIMError) -> GatewayError:
     if isinstance(exc, OpenIMTimeout):
         return UpstreamTimeout("OpenIM did not answer in time", detail=str(exc))
     if isinstance(exc, OpenIMUnavailable):
-        return Unavailable("OpenIM is unavailable", detail=str(exc))
+        return BadUpstream("OpenIM is unreachable", detail=str(exc))
     return BadUpstream("OpenIM failed", detail=str(exc))
 
 
