@@ -9,15 +9,19 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
+import orjson
 import pytest
 import redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from jwt.warnings import InsecureKeyLengthWarning
 
 from messenger_gw.app import create_app
 from messenger_gw.client import GatewayClient
@@ -263,3 +267,77 @@ async def start_gateway(
     yield start
     for server in servers:
         await server.close()
+
+
+ENVELOPE_KEYS = {"errCode", "errMsg", "errDlt"}
+
+
+class Wire:
+    """Raw HTTP to the sandbox, so tests see exactly what OpenIM would send."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        self.session = session
+        self.url = url
+
+    async def raw(
+        self, path: str, body: Any = None, *, headers: dict[str, str] | None = None, method: str = "POST"
+    ) -> tuple[int, dict[str, str], bytes]:
+        data = body if isinstance(body, bytes) else orjson.dumps(body if body is not None else {})
+        async with self.session.request(method, self.url + path, data=data, headers=headers or {}) as response:
+            return response.status, dict(response.headers), await response.read()
+
+    async def get_json(self, path: str, headers: dict[str, str]) -> dict[str, Any]:
+        status, _, raw = await self.raw(path, headers=headers | {"Accept-Encoding": "identity"})
+        assert status == 200
+        reply: dict[str, Any] = orjson.loads(raw)
+        return reply
+
+    async def post(self, path: str, body: Any = None, *, token: str | None = None, op: str = "op-1") -> dict[str, Any]:
+        headers = {"Accept-Encoding": "identity"}
+        if op:
+            headers["operationID"] = op
+        if token is not None:
+            headers["token"] = token
+        status, _, raw = await self.raw(path, body, headers=headers)
+        assert status == 200, raw
+        reply: dict[str, Any] = orjson.loads(raw)
+        return reply
+
+    async def ok(self, path: str, body: Any = None, *, token: str | None = None) -> Any:
+        reply = await self.post(path, body, token=token)
+        assert reply["errCode"] == 0, reply
+        return reply.get("data")
+
+    async def admin_token(self) -> str:
+        data = await self.ok("/auth/get_admin_token", {"secret": "openIM123", "userID": "imAdmin"})
+        token: str = data["token"]
+        return token
+
+    async def register(self, admin: str, *user_ids: str) -> None:
+        users = [{"userID": u, "nickname": u.upper()} for u in user_ids]
+        await self.ok("/user/user_register", {"users": users}, token=admin)
+
+    async def user_token(self, admin: str, user_id: str, platform_id: int) -> str:
+        data = await self.ok("/auth/get_user_token", {"userID": user_id, "platformID": platform_id}, token=admin)
+        token: str = data["token"]
+        return token
+
+
+@pytest.fixture
+async def wire(sandbox_server: TestServer) -> AsyncIterator[Wire]:
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        yield Wire(session, base_url(sandbox_server))
+
+
+def decode(token: str, secret: str) -> dict[str, Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)  # OpenIM's default secret is 9 bytes
+        claims: dict[str, Any] = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": False})
+    return claims
+
+
+def assert_error(reply: dict[str, Any], code: int, msg: str | None = None) -> None:
+    assert set(reply) == ENVELOPE_KEYS, "errors carry no data key"
+    assert reply["errCode"] == code, reply
+    if msg is not None:
+        assert reply["errMsg"] == msg

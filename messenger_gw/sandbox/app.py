@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 from aiohttp.web_response import ContentCoding
 
-from . import auth_routes, msg_routes, user_routes  # noqa: F401 - they register their routes
+from . import auth_routes, conversation_routes, group_routes, msg_routes, user_routes  # noqa: F401 - they register routes
 from .envelope import Body, CodeError, envelope
 from .routing import ROUTES, TOKEN_FREE_PREFIXES
 from .state import Caller, Sandbox

@@ -98,6 +98,14 @@ class Sandbox:
         self._issued: dict[str, dict[int, list[str]]] = collections.defaultdict(dict)
         # POSTs received per path, whatever their outcome: what reached "OpenIM".
         self.calls: collections.Counter[str] = collections.Counter()
+        # Chat state (sections 4-6 of the contract).
+        self.groups: dict[str, dict[str, Any]] = {}  # groupID -> GroupInfo
+        self.members: dict[str, dict[str, dict[str, Any]]] = {}  # groupID -> userID -> GroupMemberFullInfo
+        self.messages: dict[str, list[dict[str, Any]]] = {}  # conversationID -> MsgData, seq = index + 1
+        self.conversations: dict[tuple[str, str], dict[str, Any]] = {}  # (owner, conversationID) -> Conversation
+        self.has_read: dict[tuple[str, str], int] = {}  # (userID, conversationID) -> hasReadSeq
+        self.hidden: set[tuple[str, str, int]] = set()  # (userID, conversationID, seq) deleted for one user
+        self._next_group = 1_000_000_000
         for admin in self.config.admin_user_ids:
             # internal/rpc/user/user.go creates the admin accounts at start-up.
             self.add_user(admin, nickname=admin, app_manager_level=3)
@@ -122,6 +130,46 @@ class Sandbox:
             "appMangerLevel": app_manager_level,
             "globalRecvMsgOpt": 0,
         }
+
+    # -- chat ------------------------------------------------------------------------
+
+    @staticmethod
+    def single_conversation_id(a: str, b: str, prefix: str = "si") -> str:
+        low, high = sorted((a, b))
+        return f"{prefix}_{low}_{high}"
+
+    def new_group_id(self) -> str:
+        while str(self._next_group) in self.groups:
+            self._next_group += 1
+        return str(self._next_group)
+
+    def touch_conversation(self, owner: str, conversation_id: str, *, session_type: int, peer: str, group: str) -> None:
+        """Create ``owner``'s record of a conversation if it has none (as a message send does)."""
+        self.conversations.setdefault(
+            (owner, conversation_id),
+            {
+                "ownerUserID": owner,
+                "conversationID": conversation_id,
+                "recvMsgOpt": 0,
+                "conversationType": session_type,
+                "userID": peer,
+                "groupID": group,
+                "isPinned": False,
+                "attachedInfo": "",
+                "isPrivateChat": False,
+                "groupAtType": 0,
+                "ex": "",
+                "burnDuration": 0,
+                "minSeq": 0,
+                "maxSeq": 0,
+                "msgDestructTime": 0,
+                "latestMsgDestructTime": 0,
+                "isMsgDestruct": False,
+            },
+        )
+
+    def max_seq(self, conversation_id: str) -> int:
+        return len(self.messages.get(conversation_id, []))
 
     # -- tokens ----------------------------------------------------------------------
 
