@@ -18,9 +18,11 @@ from . import auth_routes
 from .admin_token import ADMIN_TOKENS, AdminTokenManager
 from .authentication import AUTHENTICATOR, Authenticator
 from .bans import BANS, Bans
+from .conversation_access import CONVERSATION_ACCESS, ConversationAccess
 from .errors import error_middleware
 from .health import DRAINING, healthz, readyz
 from .identity import IDENTITY_VERIFIER, DevOTPVerifier, IdentityVerifier, UserServiceVerifier
+from .im_proxy import create_im_app
 from .im_tokens import IM_TOKENS, ImTokens
 from .invalidation import INVALIDATION, Invalidation, listening
 from .jwt_auth import JWTVerifier
@@ -31,6 +33,7 @@ from .operation_id import operation_id_middleware
 from .provisioning import PROVISIONER, Provisioner
 from .rate_limit import RateLimit
 from .redis_store import RedisStore
+from .route_policy import ROUTE_TABLE, RouteTable
 from .sessions import SESSIONS, Sessions
 from .settings import SETTINGS, Settings
 from .store import STORE, Store
@@ -39,8 +42,12 @@ from .store import STORE, Store
 def create_app(settings: Settings) -> web.Application:
     if settings.openim_api_url is None:
         raise ValueError("settings.openim_api_url is unset: start the sandbox first (see server.run_dev)")
-    app = web.Application(middlewares=[operation_id_middleware, metrics_middleware, error_middleware])
+    app = web.Application(
+        middlewares=[operation_id_middleware, metrics_middleware, error_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
     app[SETTINGS] = settings
+    app[ROUTE_TABLE] = RouteTable.load(settings.route_table)
     app[METRICS] = Metrics()
     app[DRAINING] = asyncio.Event()
     app.cleanup_ctx.append(_store_ctx)
@@ -51,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     auth_routes.add_routes(app)
+    app.add_subapp("/im/", create_im_app())
     return app
 
 
@@ -100,11 +108,12 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AUTHENTICATOR] = Authenticator(
         sessions, JWTVerifier(settings.jwt) if settings.jwt.enabled else None, metrics=metrics
     )
-    app[BANS] = bans = Bans(store)
+    app[BANS] = bans = Bans(store, app[INVALIDATION])
     app[IM_TOKENS] = im_tokens = ImTokens(store, app[OPENIM], app[ADMIN_TOKENS], app[INVALIDATION])
     app[PROVISIONER] = Provisioner(
         bans, im_tokens, ws_url=settings.openim_ws_url, min_remaining=settings.login.im_token_min_remaining
     )
+    app[CONVERSATION_ACCESS] = ConversationAccess(app[OPENIM], app[ADMIN_TOKENS])
     app[auth_routes.HANDSHAKE_RATE_LIMIT] = RateLimit(store, "handshake", settings.handshake_rate_limit)
     async with aiohttp.ClientSession() as user_service:
         app[IDENTITY_VERIFIER] = _identity_verifier(settings, user_service)

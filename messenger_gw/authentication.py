@@ -66,6 +66,11 @@ class Authenticator:
             self._metrics.auth_failures.labels(exc.reason).inc()
             raise
 
+    def rejected(self, reason: str) -> Unauthenticated:
+        """A rejection decided after authentication (e.g. an anonymous session on /im), counted like the others."""
+        self._metrics.auth_failures.labels(reason).inc()
+        return Unauthenticated(reason)
+
     async def _signed(self, request: web.Request) -> Caller:
         headers = request.headers
         try:

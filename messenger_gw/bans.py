@@ -12,7 +12,13 @@ import orjson
 from aiohttp import web
 
 from . import errors, keys
+from .cache import TTLCache
+from .invalidation import Invalidation
 from .store import Store
+
+INVALIDATION_KIND = "ban"
+# Bounds how long a missed invalidation could let a banned user through (or keep an unbanned one out).
+CACHE_TTL = 30.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,16 +47,28 @@ class Banned(errors.GatewayError):
 
 
 class Bans:
-    def __init__(self, store: Store) -> None:
+    """Ban records, with an in-process answer cache kept true by invalidation on ban and unban."""
+
+    def __init__(self, store: Store, invalidation: Invalidation) -> None:
         self._store = store
+        self._invalidation = invalidation
+        self._cache: TTLCache[str, bool] = TTLCache(max_size=100_000, ttl=CACHE_TTL)
+        invalidation.register(INVALIDATION_KIND, self._cache)
 
     async def get(self, user_id: str) -> Ban | None:
         raw = await self._store.get(keys.ban(user_id))
         return Ban.decode(user_id, raw) if raw is not None else None
 
+    async def is_banned(self, user_id: str) -> bool:
+        banned = self._cache.get(user_id)
+        if banned is None:
+            banned = await self._store.get(keys.ban(user_id)) is not None
+            self._cache.put(user_id, banned)
+        return banned
+
     async def check(self, user_id: str) -> None:
         """Raise :class:`Banned` if ``user_id`` is banned."""
-        if await self._store.get(keys.ban(user_id)) is not None:
+        if await self.is_banned(user_id):
             raise Banned(user_id)
 
 

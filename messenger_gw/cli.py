@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, client_cli, logs, server
+from .route_policy import RouteTable, RouteTableError
 from .sandbox import SandboxConfig
 from .settings import OPENIM_DEFAULT_ADMIN_USER_ID, OPENIM_DEFAULT_SECRET, ConfigError, HostPort, Settings
 
@@ -25,10 +26,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"messenger-gw: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        table = RouteTable.load(settings.route_table)
+    except (RouteTableError, OSError) as exc:
+        print(f"messenger-gw: route table error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.command == "check-config":
         width = max(len(name) for name, _ in settings.describe())
         for name, value in settings.describe():
             print(f"{name:<{width}}  {value}")
+        live = [route.label for route in table if route.phase <= settings.phase]
+        heading = f"routes live in phase {settings.phase}"
+        print(f"{heading:<{width}}  {len(live)} of {len(list(table))}: {' '.join(live)}")
         return 0
     logs.configure(settings.log_level)
     try:

@@ -35,6 +35,16 @@ def client_ip(request: web.Request, trusted: Sequence[Network]) -> str:
     return str(peer)
 
 
+def forwarded_for(request: web.Request, trusted: Sequence[Network]) -> str:
+    """``X-Forwarded-For`` for the next hop: the chain so far if the peer is trusted, plus the peer."""
+    peer = request.remote or "unknown"
+    address = _address(request.remote)
+    chain = ", ".join(request.headers.getall("X-Forwarded-For", []))
+    if address is not None and _is_trusted(address, trusted) and chain:
+        return f"{chain}, {peer}"
+    return peer
+
+
 def _address(text: str | None) -> IPAddress | None:
     if not text:
         return None

@@ -20,11 +20,13 @@ from aiohttp import web
 
 from . import keys
 from .admin_token import AdminTokenManager
+from .cache import TTLCache
 from .invalidation import Invalidation
 from .openim import NewUser, OpenIMClient, RecordNotFoundError, RegisteredAlreadyError, TokenError
 from .store import Store
 
 INVALIDATION_KIND = "im_token"
+CACHE_TTL = 300.0
 MINT_LOCK_TTL = 10.0
 LOCK_POLL_INTERVAL = 0.05
 
@@ -62,6 +64,39 @@ class ImTokens:
         self._invalidation = invalidation
         self._clock = clock
         self._minting: dict[tuple[str, int], asyncio.Task[StoredToken]] = {}
+        # userID -> platformID -> token: the warm path reads no store for it.
+        self._cache: TTLCache[str, dict[int, StoredToken]] = TTLCache(max_size=100_000, ttl=CACHE_TTL)
+        invalidation.register(INVALIDATION_KIND, self._cache)
+
+    async def resolve(self, user_id: str, platform_id: int, *, operation_id: str) -> StoredToken:
+        """The token to call OpenIM with for (user, platform): cached, stored, or minted once."""
+        by_platform = self._cache.get(user_id)
+        token = by_platform.get(platform_id) if by_platform is not None else None
+        if token is not None and token.expires_at > self._clock():
+            return token
+        token = await self.stored(user_id, platform_id)
+        if token is None:
+            token = await self.mint(user_id, platform_id, nickname=user_id, operation_id=operation_id)
+        self._remember(user_id, platform_id, token)
+        return token
+
+    async def replace(self, user_id: str, platform_id: int, failed: str, *, operation_id: str) -> StoredToken:
+        """OpenIM refused ``failed``: drop it everywhere and mint a new token (once, however many ask)."""
+        stored = await self.stored(user_id, platform_id)
+        if stored is not None and stored.token != failed:
+            self._remember(user_id, platform_id, stored)
+            return stored  # already replaced by another request or replica
+        if stored is not None:
+            await self._store.hdel(keys.im_token(user_id), str(platform_id))
+        await self._invalidation.publish(INVALIDATION_KIND, user_id)
+        token = await self.mint(user_id, platform_id, nickname=user_id, operation_id=operation_id, stale=stored)
+        self._remember(user_id, platform_id, token)
+        return token
+
+    def _remember(self, user_id: str, platform_id: int, token: StoredToken) -> None:
+        by_platform = dict(self._cache.get(user_id) or {})
+        by_platform[platform_id] = token
+        self._cache.put(user_id, by_platform, ttl=max(1.0, token.expires_at - self._clock()))
 
     async def stored(self, user_id: str, platform_id: int) -> StoredToken | None:
         raw = await self._store.hget(keys.im_token(user_id), str(platform_id))

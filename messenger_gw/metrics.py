@@ -78,6 +78,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.im_token_recoveries = Counter(
+            "messenger_gw_im_token_recoveries",
+            "OpenIM token errors on /im answered by replacing the token and replaying once, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
         self.admin_token_refreshes = Counter(
             "messenger_gw_admin_token_refreshes",
             "Attempts to obtain OpenIM's admin token, by outcome (ok, error).",
@@ -95,6 +101,8 @@ class Metrics:
 
 
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+# Set by a handler whose route template says too little (the /im catch-all): a bounded label.
+ROUTE_LABEL: web.RequestKey[str] = web.RequestKey("route_label", str)
 
 
 def route_template(request: web.Request) -> str:
@@ -111,7 +119,6 @@ async def metrics_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     metrics = request.app[METRICS]
-    route = route_template(request)
     method = request.method if request.method in KNOWN_METHODS else "other"
     metrics.http_in_flight.inc()
     started = time.perf_counter()
@@ -125,6 +132,7 @@ async def metrics_middleware(
         raise
     finally:
         elapsed = time.perf_counter() - started
+        route = request.get(ROUTE_LABEL) or route_template(request)
         metrics.http_in_flight.dec()
         metrics.http_duration.labels(route, method).observe(elapsed)
         metrics.http_requests.labels(route, method, str(status)).inc()

@@ -216,6 +216,11 @@ class OpenIMClient:
     def base_url(self) -> str:
         return self._base_url
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The shared pooled session; the /im proxy forwards through it too."""
+        return self._session
+
     async def call(self, path: str, body: Mapping[str, Any], *, operation_id: str, token: str | None = None) -> Any:
         """POST ``body`` to ``path``; return the envelope's ``data`` (None when absent)."""
         headers = {"operationID": operation_id, "Content-Type": "application/json"}

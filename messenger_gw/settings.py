@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 PREFIX = "MESSENGER_GW_"
 
-OPENIM_DEFAULT_SECRET = "openIM123"  # noqa: S105 - OpenIM's published default, for dev mode only
+OPENIM_DEFAULT_SECRET = "openIM123"  # OpenIM's published default, for dev mode only
 OPENIM_DEFAULT_ADMIN_USER_ID = "imAdmin"
 
 # OpenIM moves older admin tokens to a 5-minute grace state whenever a new one
@@ -140,6 +140,9 @@ class Settings:
     trusted_proxies: tuple[Network, ...]
     jwt: JWTSettings
     login: LoginSettings
+    phase: int
+    route_table: Path | None  # None: the table shipped in the package
+    max_body_bytes: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, dev: bool) -> Settings:
@@ -218,6 +221,9 @@ class Settings:
                 ),
                 im_token_min_remaining=env.read("IM_TOKEN_MIN_REMAINING", _seconds(0, 30 * 86400), default="86400"),
             ),
+            phase=env.read("PHASE", _integer(1, 4), default="4" if dev else "1"),
+            route_table=env.read_optional("ROUTE_TABLE", _readable_file, required_because=None),
+            max_body_bytes=env.read("MAX_BODY_BYTES", _integer(1024, 64 * 1024 * 1024), default=str(1024 * 1024)),
         )
         if production and settings.login.dev_otp_code is not None:
             raise ConfigError(PREFIX + "DEV_OTP_CODE", "is only allowed in dev mode (`messenger-gw dev`)")
@@ -266,6 +272,9 @@ class Settings:
             yield PREFIX + "DEV_OTP_CODE", "********"
         yield PREFIX + "INTERNAL_SERVICE_TOKEN", "********" if login.internal_service_token else "(unset: off)"
         yield PREFIX + "IM_TOKEN_MIN_REMAINING", f"{login.im_token_min_remaining:g}"
+        yield PREFIX + "PHASE", str(self.phase)
+        yield PREFIX + "ROUTE_TABLE", str(self.route_table) if self.route_table else "(the packaged im_routes.toml)"
+        yield PREFIX + "MAX_BODY_BYTES", str(self.max_body_bytes)
         if self.dev:
             yield PREFIX + "DEV_SANDBOX_LISTEN", str(self.dev_sandbox_listen)
 
@@ -381,6 +390,13 @@ def _mask_url(url: Secret) -> str:
 
 def _secret(raw: str) -> Secret:
     return Secret(raw)
+
+
+def _readable_file(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_file():
+        raise ValueError(f"{raw} is not a readable file")
+    return path
 
 
 def _hmac_secret(raw: str) -> Secret:

@@ -82,7 +82,7 @@ class Caller:
 
 @dataclasses.dataclass(frozen=True)
 class SandboxConfig:
-    secret: str = "openIM123"  # noqa: S105 - OpenIM's documented default (config/share.yml)
+    secret: str = "openIM123"  # OpenIM's documented default (config/share.yml)
     admin_user_ids: tuple[str, ...] = ("imAdmin",)
     token_expire_days: int = 90
     clock: Callable[[], float] = time.time

@@ -1,0 +1,308 @@
+"""The /im route table and the rules it applies to a request body.
+
+The table (``im_routes.toml``, documented at its top) is loaded and validated
+at start-up; a mistake in it is a :class:`RouteTableError` naming the route.
+
+Body fields are matched the way OpenIM's Go decoder matches them: case-
+insensitively. ``{"userID": "me", "UserID": "victim"}`` would reach OpenIM as
+the victim, so an object holding two keys that differ only in case, for a
+field the table names, is refused outright.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from aiohttp import web
+
+from . import errors
+
+PACKAGED_TABLE = "im_routes.toml"
+ANSWERS = frozenset({"self_user_info"})
+ROUTE_KEYS = frozenset(
+    {
+        "path",
+        "phase",
+        "token",
+        "bind",
+        "fill",
+        "bind_each",
+        "bind_platform",
+        "allow",
+        "drop",
+        "conversations",
+        "groups",
+        "answer",
+    }
+)
+_PATH = re.compile(r"(/[a-z_]+)+")
+_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[\])?")
+
+
+class RouteTableError(ValueError):
+    """The route table is malformed; the message names the file and the route."""
+
+
+# -- what a request can break -------------------------------------------------------------------
+
+
+class RouteNotFound(errors.GatewayError):
+    status = 404
+    code = errors.NOT_FOUND
+
+
+class FieldNamesAnotherUser(errors.Forbidden):
+    code = errors.FIELD_NAMES_ANOTHER_USER
+
+
+class NotAParty(errors.Forbidden):
+    code = errors.NOT_A_PARTY
+
+
+class ValueNotAllowed(errors.Forbidden):
+    code = errors.VALUE_NOT_ALLOWED
+
+
+# -- field paths -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FieldPath:
+    """A dotted path into a JSON body; a segment ending in ``[]`` walks every element of a list."""
+
+    text: str
+    segments: tuple[tuple[str, bool], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> FieldPath:
+        parts = text.split(".")
+        if not all(_SEGMENT.fullmatch(p) for p in parts):
+            raise ValueError(f"{text!r} is not a field path (name, name.name, name[].name)")
+        return cls(text, tuple((p.removesuffix("[]"), p.endswith("[]")) for p in parts))
+
+    @property
+    def has_lists(self) -> bool:
+        return any(each for _, each in self.segments)
+
+    def slots(self, body: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str, str | None]]:
+        """(object, field name, the key present for it or None) for every place the path reaches."""
+        yield from self._slots(body, 0)
+
+    def _slots(self, obj: dict[str, Any], index: int) -> Iterator[tuple[dict[str, Any], str, str | None]]:
+        name, each = self.segments[index]
+        key = _key(obj, name, self.text)
+        last = index == len(self.segments) - 1
+        if last and not each:
+            yield obj, name, key
+            return
+        value = obj.get(key) if key is not None else None
+        if value is None:
+            return
+        if each and not isinstance(value, list):
+            raise errors.InvalidField(f"{self.text}: {name} must be a list")
+        children: list[Any] = value if each else [value]
+        for child in children:
+            if last:
+                yield {"": child}, "", ""  # a list element itself: the value is child
+            elif isinstance(child, dict):
+                yield from self._slots(child, index + 1)
+            elif child is not None:
+                raise errors.InvalidField(f"{self.text}: {name} must hold objects")
+
+    def values(self, body: dict[str, Any]) -> list[Any]:
+        return [obj[key] for obj, _, key in self.slots(body) if key is not None and obj.get(key) is not None]
+
+
+def _key(obj: dict[str, Any], name: str, path: str) -> str | None:
+    folded = name.casefold()
+    matches = [k for k in obj if k.casefold() == folded]
+    if len(matches) > 1:
+        raise errors.InvalidField(f"{path}: keys {', '.join(sorted(matches))} differ only in case")
+    return matches[0] if matches else None
+
+
+# -- routes ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    path: str
+    phase: int
+    token_mode: Literal["user", "admin"] = "user"
+    bind: tuple[FieldPath, ...] = ()
+    fill: frozenset[str] = frozenset()
+    bind_each: tuple[FieldPath, ...] = ()
+    bind_platform: tuple[FieldPath, ...] = ()
+    allow: tuple[tuple[FieldPath, frozenset[object]], ...] = ()
+    drop: tuple[FieldPath, ...] = ()
+    conversations: tuple[FieldPath, ...] = ()
+    groups: tuple[FieldPath, ...] = ()
+    answer: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The metric label for this route: bounded by the table."""
+        return "/im" + self.path
+
+    def apply(self, body: dict[str, Any], user_id: str, platform_id: int) -> bool:
+        """Enforce and fill the caller's identity in ``body``; True if the body changed."""
+        changed = False
+        for field in self.bind:
+            for obj, name, key in field.slots(body):
+                value = obj.get(key) if key is not None else None
+                if value is None:
+                    if field.text in self.fill and not field.has_lists:
+                        obj[key or name] = user_id
+                        changed = True
+                elif not isinstance(value, str):
+                    raise errors.InvalidField(f"{field.text} must be a string")
+                elif value != user_id:
+                    raise FieldNamesAnotherUser(f"{field.text} must be the caller's own userID")
+        for field in self.bind_each:
+            for obj, name, key in field.slots(body):
+                value = obj.get(key) if key is not None else None
+                if value is None:
+                    obj[key or name] = [user_id]
+                    changed = True
+                elif not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise errors.InvalidField(f"{field.text} must be a list of userIDs")
+                elif any(v != user_id for v in value):
+                    raise FieldNamesAnotherUser(f"{field.text} may name only the caller")
+        for field in self.bind_platform:
+            for obj, name, key in field.slots(body):
+                value = obj.get(key) if key is not None else None
+                if value is None:
+                    obj[key or name] = platform_id
+                    changed = True
+                elif value != platform_id or isinstance(value, bool):
+                    raise FieldNamesAnotherUser(f"{field.text} must be the caller's platformID")
+        for field, allowed in self.allow:
+            values = field.values(body)
+            if not values:
+                raise errors.InvalidField(f"{field.text} is required")
+            for value in values:
+                if isinstance(value, bool) or value not in allowed:
+                    raise ValueNotAllowed(f"{field.text} {value!r} is not allowed on this route")
+        for field in self.drop:
+            for obj, _, key in field.slots(body):
+                if key is not None:
+                    del obj[key]
+                    changed = True
+        return changed
+
+    def named_conversations(self, body: dict[str, Any]) -> set[str]:
+        return _strings(self.conversations, body)
+
+    def named_groups(self, body: dict[str, Any]) -> set[str]:
+        return _strings(self.groups, body)
+
+
+def _strings(fields: tuple[FieldPath, ...], body: dict[str, Any]) -> set[str]:
+    found: set[str] = set()
+    for field in fields:
+        for value in field.values(body):
+            if not isinstance(value, str):
+                raise errors.InvalidField(f"{field.text} must be a string")
+            found.add(value)
+    return found
+
+
+class RouteTable:
+    def __init__(self, routes: dict[str, Route], source: str) -> None:
+        self._routes = routes
+        self.source = source
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> RouteTable:
+        if path is None:
+            return cls.parse(resources.files(__package__).joinpath(PACKAGED_TABLE).read_text(), PACKAGED_TABLE)
+        return cls.parse(path.read_text(), str(path))
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> RouteTable:
+        try:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RouteTableError(f"{source}: not valid TOML: {exc}") from None
+        unknown = set(document) - {"route"}
+        if unknown:
+            raise RouteTableError(f"{source}: unknown top-level key(s) {sorted(unknown)}; routes are [[route]] tables")
+        routes: dict[str, Route] = {}
+        for index, entry in enumerate(document.get("route", []), start=1):
+            where = f"{source}: route {index} ({entry.get('path', 'no path')})"
+            try:
+                route = _route(entry)
+            except (ValueError, TypeError) as exc:
+                raise RouteTableError(f"{where}: {exc}") from None
+            if route.path in routes:
+                raise RouteTableError(f"{where}: the path is listed twice")
+            routes[route.path] = route
+        if not routes:
+            raise RouteTableError(f"{source}: no routes")
+        return cls(routes, source)
+
+    def live(self, path: str, phase: int) -> Route | None:
+        route = self._routes.get(path)
+        return route if route is not None and route.phase <= phase else None
+
+    def __iter__(self) -> Iterator[Route]:
+        return iter(self._routes.values())
+
+
+def _route(entry: dict[str, Any]) -> Route:
+    unknown = set(entry) - ROUTE_KEYS
+    if unknown:
+        raise ValueError(f"unknown key(s) {sorted(unknown)}; known: {', '.join(sorted(ROUTE_KEYS))}")
+    path, phase = entry.get("path"), entry.get("phase")
+    if not isinstance(path, str) or not _PATH.fullmatch(path):
+        raise ValueError("path must look like /group/route_name")
+    if not isinstance(phase, int) or isinstance(phase, bool) or not 1 <= phase <= 4:
+        raise ValueError("phase must be 1, 2, 3 or 4")
+    token_mode = entry.get("token", "user")
+    if token_mode not in ("user", "admin"):
+        raise ValueError('token must be "user" or "admin"')
+
+    def paths(key: str) -> tuple[FieldPath, ...]:
+        value = entry.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{key} must be a list of field paths")
+        return tuple(FieldPath.parse(v) for v in value)
+
+    bind = paths("bind")
+    fill = paths("fill")
+    if not {f.text for f in fill} <= {b.text for b in bind}:
+        raise ValueError("every fill field must also be a bind field")
+    allow_table = entry.get("allow", {})
+    if not isinstance(allow_table, dict) or not all(isinstance(v, list) and v for v in allow_table.values()):
+        raise ValueError("allow must map field paths to non-empty lists of values")
+    allow = tuple((FieldPath.parse(k), frozenset(v)) for k, v in allow_table.items())
+    answer = entry.get("answer")
+    if answer is not None and answer not in ANSWERS:
+        raise ValueError(f"answer must be one of {sorted(ANSWERS)}")
+    route = Route(
+        path=path,
+        phase=phase,
+        token_mode=token_mode,
+        bind=bind,
+        fill=frozenset(f.text for f in fill),
+        bind_each=paths("bind_each"),
+        bind_platform=paths("bind_platform"),
+        allow=allow,
+        drop=paths("drop"),
+        conversations=paths("conversations"),
+        groups=paths("groups"),
+        answer=answer,
+    )
+    if token_mode == "admin" and not (route.bind and route.fill and route.allow):
+        # The admin token acts for anyone: only with the sender bound to the caller and the content restricted.
+        raise ValueError('token = "admin" needs bind, fill and allow, so the caller can act only as themselves')
+    return route
+
+
+ROUTE_TABLE: web.AppKey[RouteTable] = web.AppKey("route_table", RouteTable)
