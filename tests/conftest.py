@@ -129,9 +129,43 @@ def sandbox(fake_clock: FakeClock) -> Sandbox:
     return Sandbox(SandboxConfig(clock=fake_clock))
 
 
+@dataclasses.dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+class Recorder:
+    """What reached the sandbox ("OpenIM"), and per-path answers that replace the sandbox's."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.overrides: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
+
+    def to(self, path: str) -> list[Recorded]:
+        return [r for r in self.requests if r.path == path]
+
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self.requests.append(Recorded(request.path, dict(request.headers), await request.read()))
+        override = self.overrides.get(request.path)
+        return await (override or handler)(request)
+
+
 @pytest.fixture
-async def sandbox_server(sandbox: Sandbox) -> AsyncIterator[TestServer]:
-    server = TestServer(create_sandbox_app(sandbox), host=LOOPBACK)
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+async def sandbox_server(sandbox: Sandbox, recorder: Recorder) -> AsyncIterator[TestServer]:
+    server = TestServer(create_sandbox_app(sandbox, middlewares=[recorder.middleware]), host=LOOPBACK)
     await server.start_server()
     yield server
     await server.close()

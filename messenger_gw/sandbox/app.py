@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Sequence
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from aiohttp.web_response import ContentCoding
 
 from . import auth_routes, conversation_routes, group_routes, msg_routes, user_routes  # noqa: F401 - they register routes
@@ -32,8 +34,11 @@ CORS_HEADERS = {
 }
 
 
-def create_sandbox_app(sandbox: Sandbox | None = None) -> web.Application:
-    app = web.Application()
+def create_sandbox_app(
+    sandbox: Sandbox | None = None, *, middlewares: Sequence[Middleware] = ()
+) -> web.Application:
+    """The sandbox app; ``middlewares`` let tests record or reshape what reaches "OpenIM"."""
+    app = web.Application(middlewares=middlewares)
     app[SANDBOX] = sandbox or Sandbox()
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
