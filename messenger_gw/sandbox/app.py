@@ -34,9 +34,7 @@ CORS_HEADERS = {
 }
 
 
-def create_sandbox_app(
-    sandbox: Sandbox | None = None, *, middlewares: Sequence[Middleware] = ()
-) -> web.Application:
+def create_sandbox_app(sandbox: Sandbox | None = None, *, middlewares: Sequence[Middleware] = ()) -> web.Application:
     """The sandbox app; ``middlewares`` let tests record or reshape what reaches "OpenIM"."""
     app = web.Application(middlewares=middlewares)
     app[SANDBOX] = sandbox or Sandbox()
