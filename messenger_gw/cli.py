@@ -40,8 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{heading:<{width}}  {len(live)} of {len(list(table))}: {' '.join(live)}")
         return 0
     logs.configure(settings.log_level)
+    workers = getattr(args, "workers", 1)
     try:
-        server.run(settings)
+        if workers > 1:
+            return server.run_workers(workers)
+        server.run(settings, reuse_port=getattr(args, "reuse_port", False))
     except OSError as exc:  # most often: the address is in use
         print(f"messenger-gw: cannot start: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -67,7 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="messenger-gw", description="Edge gateway in front of OpenIM.")
     parser.add_argument("--version", action="version", version=f"messenger-gw {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("serve", help="run in production mode (needs REDIS_URL and OPENIM_API_URL)")
+    serve = commands.add_parser("serve", help="run in production mode (needs REDIS_URL, OPENIM_API_URL, ...)")
+    serve.add_argument(
+        "--workers", type=_positive, default=1, help="processes sharing the port with SO_REUSEPORT (default 1)"
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker
     commands.add_parser("dev", help="run with the in-memory store and an embedded OpenIM sandbox")
     check = commands.add_parser(
         "check-config",
@@ -84,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--token-expire-days", type=int, default=90)
     client_cli.add_parser(commands)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return value
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -26,9 +29,42 @@ from .settings import OPENIM_DEFAULT_SECRET, HostPort, Settings
 log = logging.getLogger(__name__)
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, *, reuse_port: bool = False) -> None:
     _install_uvloop()
-    asyncio.run(_run_gateway(settings))
+    asyncio.run(_run_gateway(settings, reuse_port=reuse_port))
+
+
+def run_workers(workers: int) -> int:
+    """Run ``workers`` gateway processes sharing the listening port (SO_REUSEPORT), and watch them.
+
+    SIGTERM/SIGINT is passed on to every worker, which drains and exits. A worker
+    that dies on its own takes the others down with it, so the orchestrator
+    restarts one whole, healthy unit rather than a half-dead one.
+    """
+    command = [sys.executable, "-m", "messenger_gw", "serve", "--reuse-port"]
+    children = [subprocess.Popen(command) for _ in range(workers)]  # noqa: S603 - our own entry point
+    print(f"messenger-gw: {workers} workers: {' '.join(str(c.pid) for c in children)}", flush=True)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    while any(child.poll() is None for child in children):
+        for child in children:
+            code = child.poll()
+            if code is not None and not stopping:
+                log.error("worker %d exited with %d; stopping the others", child.pid, code)
+                status = code or 1
+                stop(signal.SIGTERM, None)
+        time.sleep(0.2)
+    return status if not stopping else max((c.returncode or 0) for c in children)
 
 
 def run_sandbox(listen: HostPort, config: SandboxConfig) -> None:
@@ -37,19 +73,21 @@ def run_sandbox(listen: HostPort, config: SandboxConfig) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: web.Application, listen: HostPort, *, shutdown_timeout: float) -> AsyncIterator[HostPort]:
+async def serving(
+    app: web.Application, listen: HostPort, *, shutdown_timeout: float, reuse_port: bool = False
+) -> AsyncIterator[HostPort]:
     """Serve ``app`` on ``listen``; yields the bound address (the real port when 0 was asked)."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
-        await web.TCPSite(runner, listen.host, listen.port).start()
+        await web.TCPSite(runner, listen.host, listen.port, reuse_port=reuse_port or None).start()
         host, port = runner.addresses[0][:2]
         yield HostPort(host, port)
     finally:
         await runner.cleanup()
 
 
-async def _run_gateway(settings: Settings) -> None:
+async def _run_gateway(settings: Settings, *, reuse_port: bool = False) -> None:
     async with contextlib.AsyncExitStack() as stack:
         if settings.dev and settings.openim_api_url is None:
             sandbox_config = SandboxConfig(
@@ -61,7 +99,7 @@ async def _run_gateway(settings: Settings) -> None:
             settings = dataclasses.replace(settings, openim_api_url=sandbox_at.url)
         app = create_app(settings)
         gateway_at = await stack.enter_async_context(
-            serving(app, settings.listen, shutdown_timeout=settings.shutdown_timeout)
+            serving(app, settings.listen, shutdown_timeout=settings.shutdown_timeout, reuse_port=reuse_port)
         )
         log.info("listening", extra={"address": str(gateway_at), "dev": settings.dev})
         print(

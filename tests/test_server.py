@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -14,7 +18,7 @@ from messenger_gw.health import DRAINING
 from messenger_gw.server import serving
 from messenger_gw.settings import HostPort
 
-from .conftest import LOOPBACK, RedisProcess, base_url, gateway_settings
+from .conftest import LOOPBACK, RedisProcess, base_url, free_port, gateway_settings
 
 
 async def test_shutdown_finishes_in_flight_requests_and_refuses_new_ones(
@@ -49,3 +53,52 @@ async def test_shutdown_finishes_in_flight_requests_and_refuses_new_ones(
         release.set()
         assert await in_flight == (200, "done")
         await stopping
+
+
+def children_of(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def is_running(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
+
+
+@pytest.mark.slow
+async def test_serve_with_workers_shares_the_port_and_stops_them_all(
+    sandbox_server: TestServer, clean_redis: RedisProcess
+) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESSENGER_GW_")} | {
+        "MESSENGER_GW_LISTEN": f"{LOOPBACK}:{port}",
+        "MESSENGER_GW_REDIS_URL": clean_redis.url,
+        "MESSENGER_GW_OPENIM_API_URL": base_url(sandbox_server),
+        "MESSENGER_GW_OPENIM_SECRET": "openIM123",
+        "MESSENGER_GW_OPENIM_WS_URL": "ws://127.0.0.1:10001",
+        "MESSENGER_GW_USER_SERVICE_URL": "http://127.0.0.1:9",
+        "MESSENGER_GW_USER_SERVICE_TOKEN": "user-service-token-value",
+    }
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "messenger_gw", "serve", "--workers", "2",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(20), aiohttp.ClientSession() as http:
+            while True:
+                try:
+                    async with http.get(f"http://{LOOPBACK}:{port}/readyz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.1)
+        children = children_of(parent.pid)
+        assert len(children) == 2
+        parent.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            assert await parent.wait() == 0
+        assert not any(is_running(child) for child in children)
+    finally:
+        if parent.returncode is None:
+            parent.kill()
+            await parent.wait()
