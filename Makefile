@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest system-packages clean
+.PHONY: run test lint typecheck pytest system-packages bench clean
 
 run: $(VENV)/.installed
 	$(BIN)/messenger-gw dev
@@ -25,6 +25,11 @@ pytest: $(VENV)/.installed-dev system-packages
 
 system-packages:
 	scripts/ensure-system-packages redis-server:redis-server
+
+# Throughput and latency of the /im chain against a bare proxy, on loopback (see docs/performance.md).
+bench: $(VENV)/.installed-dev
+	scripts/ensure-system-packages redis-server:redis-server nginx:nginx wrk:wrk
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
