@@ -8,6 +8,7 @@ the headers say.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -45,6 +46,7 @@ def forwarded_for(request: web.Request, trusted: Sequence[Network]) -> str:
     return peer
 
 
+@functools.lru_cache(maxsize=4096)
 def _address(text: str | None) -> IPAddress | None:
     if not text:
         return None

@@ -70,6 +70,17 @@ class RedisStore(Store):
         with _translated():
             return bool(await self._client.set(key, value, px=_ms(ttl), nx=True))
 
+    async def set_if_absent_many(self, items: Sequence[tuple[str, bytes, float]]) -> list[bool]:
+        if not items:
+            return []
+        with _translated():
+            # Not a transaction: the keys may live in different Cluster slots.
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, value, ttl in items:
+                    pipe.set(key, value, px=_ms(ttl), nx=True)
+                replies = await pipe.execute()
+        return [bool(reply) for reply in replies]
+
     async def delete(self, *keys: str) -> int:
         if not keys:
             return 0

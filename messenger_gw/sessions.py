@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from . import keys
 from .cache import TTLCache
+from .coalescer import SetIfAbsentCoalescer
 from .handshake import b64url_decode, b64url_encode, derive_session_key, public_key_text
 from .invalidation import Invalidation
 from .signatures import MAX_CLOCK_SKEW
@@ -87,6 +88,7 @@ class Sessions:
         self._clock = clock
         self._cache: TTLCache[str, Session] = TTLCache(max_size=cache_size, ttl=CACHE_TTL)
         invalidation.register(INVALIDATION_KIND, self._cache)
+        self._nonces = SetIfAbsentCoalescer(store)
 
     async def create(self, platform_id: int, client_key: X25519PublicKey) -> tuple[Session, str]:
         """A new anonymous session and the server's public key for the client."""
@@ -122,7 +124,7 @@ class Sessions:
 
     async def claim_nonce(self, session_id: str, nonce: str) -> bool:
         """True the first time ``nonce`` is seen for this session within the signature window."""
-        return await self._store.set_if_absent(keys.nonce(session_id, nonce), b"", ttl=NONCE_TTL)
+        return await self._nonces.set_if_absent(keys.nonce(session_id, nonce), b"", ttl=NONCE_TTL)
 
     async def bind(self, session: Session, user_id: str) -> Session:
         """Tie an anonymous session to the user who logged in on it."""

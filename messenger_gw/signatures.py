@@ -19,6 +19,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -96,7 +97,8 @@ class ParsedSignature:
     components: tuple[str, ...]
     params: dict[str, Any]
     signature: bytes
-    _inner_list: Any  # the parsed Signature-Input member, serialised again for the base
+    _inner_list: Any  # the parsed Signature-Input member, serialised again for the base ...
+    _canonical_text: str | None  # ... unless the header was already canonical: then its own text
 
     @property
     def keyid(self) -> str:
@@ -133,7 +135,8 @@ class ParsedSignature:
     def base(self, message: Message) -> bytes:
         """The signature base (RFC 9421 section 2.5)."""
         lines = [f'"{name}": {message.component(name)}' for name in self.components]
-        lines.append(f'"@signature-params": {http_sf.ser([self._inner_list])}')
+        params_line = self._canonical_text or http_sf.ser([self._inner_list])
+        lines.append(f'"@signature-params": {params_line}')
         text = "\n".join(lines)
         if not text.isascii() or "\r" in text:
             raise SignatureRejected("unsupported_component")
@@ -145,12 +148,56 @@ class ParsedSignature:
             raise SignatureRejected("bad_signature")
 
 
+# The canonical serialisation (RFC 9651) of one signature: what signers send in practice.
+# A header in exactly this form parses the same by these patterns as by http_sf, and its
+# inner list serialises back to the same text, so it takes the fast path; any other form
+# (several signatures, escapes, other value types, whitespace) goes through http_sf.
+_SF_STRING = r'"[\x20\x21\x23-\x5b\x5d-\x7e]*"'
+_SF_INTEGER = r"-?(?:0|[1-9][0-9]{0,14})"
+_SF_KEY = r"[a-z*][a-z0-9_.*-]*"
+_CANONICAL_INPUT = re.compile(
+    rf"({_SF_KEY})=(\(((?:{_SF_STRING})(?: {_SF_STRING})*)?\)((?:;{_SF_KEY}=(?:{_SF_STRING}|{_SF_INTEGER}))*))"
+)
+_CANONICAL_BYTES = re.compile(rf"({_SF_KEY})=:([A-Za-z0-9+/]*={{0,2}}):")
+_PARAM = re.compile(rf";({_SF_KEY})=({_SF_STRING}|{_SF_INTEGER})")
+
+
+def _parse_canonical(signature_input: str, signature: str) -> list[ParsedSignature] | None:
+    inputs, values = _CANONICAL_INPUT.fullmatch(signature_input), _CANONICAL_BYTES.fullmatch(signature)
+    if inputs is None or values is None or inputs.group(1) != values.group(1):
+        return None
+    label, inner_list, components, params_text = inputs.groups()
+    names = [c[1:-1] for c in components.split(" ")] if components else []
+    params: dict[str, Any] = {}
+    for key, value in _PARAM.findall(params_text):
+        if key in params:
+            return None  # let http_sf decide what a repeated parameter means
+        params[key] = value[1:-1] if value.startswith('"') else int(value)
+    try:
+        raw = base64.b64decode(values.group(2), validate=True)
+    except ValueError:
+        return None
+    _check_components(names, params)
+    return [ParsedSignature(label, tuple(names), params, raw, None, inner_list)]
+
+
+def _check_components(names: list[str], params: dict[str, Any]) -> None:
+    if any(name != name.lower() for name in names):
+        raise SignatureRejected("unparsable")
+    if len(set(names)) != len(names) or not isinstance(params.get("keyid"), str):
+        raise SignatureRejected("unparsable")
+
+
 def parse(signature_input: str | None, signature: str | None) -> list[ParsedSignature]:
     """Every signature in the two headers, in ``Signature-Input`` order."""
     if not signature_input or not signature:
         raise SignatureRejected("missing_headers")
     if len(signature_input) > MAX_HEADER_LENGTH or len(signature) > MAX_HEADER_LENGTH:
         raise SignatureRejected("unparsable")
+    return _parse_canonical(signature_input, signature) or _parse_structured(signature_input, signature)
+
+
+def _parse_structured(signature_input: str, signature: str) -> list[ParsedSignature]:
     try:
         # http_sf's return type is the union of every structure; the tltype fixes it to a dict.
         inputs: Any = http_sf.parse(signature_input.encode(), tltype="dictionary", on_duplicate_key=_reject_duplicate)
@@ -167,14 +214,13 @@ def parse(signature_input: str | None, signature: str | None) -> list[ParsedSign
             raise SignatureRejected("unparsable")
         names = []
         for name, component_params in items:
-            if not isinstance(name, str) or name != name.lower():
+            if not isinstance(name, str):
                 raise SignatureRejected("unparsable")
             if component_params:  # sf, key, bs, req, tr: not part of this profile
                 raise SignatureRejected("unsupported_component")
             names.append(name)
-        if len(set(names)) != len(names) or not isinstance(params.get("keyid"), str):
-            raise SignatureRejected("unparsable")
-        parsed.append(ParsedSignature(label, tuple(names), dict(params), value[0], member))
+        _check_components(names, params)
+        parsed.append(ParsedSignature(label, tuple(names), dict(params), value[0], member, None))
     if not parsed:
         raise SignatureRejected("missing_headers")
     return parsed
@@ -191,10 +237,19 @@ def content_digest(body: bytes) -> str:
     return f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
 
 
+_CANONICAL_SHA256 = re.compile(r"sha-256=:([A-Za-z0-9+/]{43}=):")
+
+
 def check_content_digest(header: str | None, body: bytes) -> None:
     """The ``sha-256`` member of ``Content-Digest`` must be the digest of ``body``."""
     if not header or len(header) > MAX_HEADER_LENGTH:
         raise SignatureRejected("bad_digest")
+    canonical = _CANONICAL_SHA256.fullmatch(header)
+    if canonical is not None:
+        expected = base64.b64decode(canonical.group(1))
+        if not hmac.compare_digest(expected, hashlib.sha256(body).digest()):
+            raise SignatureRejected("digest_mismatch")
+        return
     try:
         members: Any = http_sf.parse(header.encode(), tltype="dictionary")
     except (http_sf.StructuredFieldError, UnicodeError, ValueError):
@@ -227,7 +282,7 @@ def sign(
     """
     params: dict[str, Any] = {"created": created, "keyid": keyid, "nonce": nonce, "alg": ALGORITHM}
     inner_list: Any = ([(name, {}) for name in components], params)
-    unsigned = ParsedSignature(label, tuple(components), params, b"", inner_list)
+    unsigned = ParsedSignature(label, tuple(components), params, b"", inner_list, None)
     signature = hmac.new(key, unsigned.base(message), hashlib.sha256).digest()
     return {
         "Signature-Input": http_sf.ser({label: inner_list}),

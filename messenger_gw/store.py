@@ -78,6 +78,10 @@ class Store(abc.ABC):
         """Set ``key`` only if it does not exist; True when this call set it."""
 
     @abc.abstractmethod
+    async def set_if_absent_many(self, items: Sequence[tuple[str, bytes, float]]) -> list[bool]:
+        """:meth:`set_if_absent` for each ``(key, value, ttl)``, in one round trip; a result per item."""
+
+    @abc.abstractmethod
     async def delete(self, *keys: str) -> int:
         """Delete keys of any kind; the number that existed."""
 

@@ -155,3 +155,11 @@ async def test_one_access_log_line_per_request_without_the_raw_path(
 async def test_metrics_have_no_created_series(client: Client) -> None:
     await client.get("/healthz")
     assert "_created" not in await (await client.get("/metrics")).text()
+
+
+def test_minted_operation_ids_are_unique_and_24_hex_characters() -> None:
+    from messenger_gw.operation_id import new_operation_id
+
+    minted = {new_operation_id() for _ in range(10_000)}
+    assert len(minted) == 10_000
+    assert all(len(m) == 24 and int(m, 16) >= 0 for m in minted)

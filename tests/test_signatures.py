@@ -227,3 +227,53 @@ def test_a_signature_made_here_verifies_with_the_independent_implementation() ->
     )
     assert result.parameters["keyid"] == "sess"
     assert result.parameters["nonce"] == "n1"
+
+
+# -- the canonical fast path agrees with http_sf ----------------------------------------------------
+
+CANONICAL = [
+    ('sig1=("@method" "@path" "@query" "content-digest");created=1795000000;keyid="s";nonce="n1";alg="hmac-sha256"',
+     "sig1=:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=:"),
+    ('pyhms=("@method" "@path" "@query" "content-digest");created=-5;keyid="k k";alg="hmac-sha256";nonce="x"',
+     "pyhms=:AA==:"),
+    ('s=();keyid="k"', "s=::"),
+    ('sig1=("@method" "x-app");created=0;keyid="!#$%&\'()*+,-./:;<=>?@[]^_`{|}~"', "sig1=:AAAA:"),
+]  # fmt: skip
+NOT_CANONICAL = [
+    ('sig1=( "@method" );keyid="k"', "sig1=:AA==:"),  # whitespace inside the list
+    ('sig1=("@method");keyid="k\\"q"', "sig1=:AA==:"),  # an escaped quote
+    ('sig1=("@method");keyid="k";created=1.5', "sig1=:AA==:"),  # a decimal
+    ('sig1=("@method");keyid="k";created=007', "sig1=:AA==:"),  # leading zeros
+    ('sig1=("@method");keyid="k";flag', "sig1=:AA==:"),  # a bare boolean parameter
+    ('sig1=("@method");keyid="k", sig2=("@path");keyid="j"', "sig1=:AA==:, sig2=:AA==:"),  # two signatures
+    ('sig1=("@method");keyid="k"', "sig1=:AA==:;x=1"),  # parameters on the signature
+    ('sig1=("@method");keyid="k";keyid="j"', "sig1=:AA==:"),  # a repeated parameter
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("signature_input", "signature"), CANONICAL)
+def test_the_fast_path_reads_canonical_headers_as_http_sf_does(signature_input: str, signature: str) -> None:
+    [fast] = signatures._parse_canonical(signature_input, signature) or []
+    [slow] = signatures._parse_structured(signature_input, signature)
+    assert (fast.label, fast.components, fast.params, fast.signature) == (
+        slow.label,
+        slow.components,
+        slow.params,
+        slow.signature,
+    )
+    msg = message(headers={"content-digest": "d", "x-app": "v"})
+    if set(fast.components) <= {"@method", "@path", "@query", "content-digest", "x-app"}:
+        assert fast.base(msg) == slow.base(msg)
+
+
+@pytest.mark.parametrize(("signature_input", "signature"), NOT_CANONICAL)
+def test_anything_else_goes_through_http_sf(signature_input: str, signature: str) -> None:
+    assert signatures._parse_canonical(signature_input, signature) is None
+
+
+def test_a_canonical_digest_and_its_structured_reading_agree() -> None:
+    header = signatures.content_digest(BODY)
+    signatures.check_content_digest(header, BODY)
+    signatures.check_content_digest(header + ", sha-512=:AA==:", BODY)  # not canonical: http_sf reads it
+    with rejected("digest_mismatch"):
+        signatures.check_content_digest(header + ", sha-512=:AA==:", b"other")

@@ -193,3 +193,11 @@ async def test_incr_counts_within_a_window_that_starts_at_the_first_hit(store: S
     assert remaining <= 0.2
     await advance(0.35)
     assert await store.incr("rate", ttl=0.2) == 1
+
+
+async def test_set_if_absent_many_answers_per_item_in_one_call(store: Store) -> None:
+    await store.set("taken", b"x")
+    results = await store.set_if_absent_many([("free", b"1", 1.0), ("taken", b"2", 1.0), ("free", b"3", 1.0)])
+    assert results == [True, False, False]
+    assert await store.get("free") == b"1"
+    assert await store.set_if_absent_many([]) == []
