@@ -58,7 +58,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     auth_routes.add_routes(app)
-    app.add_subapp("/im/", create_im_app())
+    app.add_subapp("/im/", create_im_app(app))
     return app
 
 

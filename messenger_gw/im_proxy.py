@@ -80,12 +80,22 @@ class TokenRejected(errors.GatewayError):
         return errors.envelope_response(self.status, self.openim_code, self.message)
 
 
-def create_im_app() -> web.Application:
+ROOT_APP: web.AppKey[web.Application] = web.AppKey("root_app", web.Application)
+
+
+def create_im_app(root: web.Application) -> web.Application:
     app = web.Application(
         middlewares=[authenticate, check_ban, apply_route_policy, resolve_im_token, recover_token_errors]
     )
+    # The gateway's state lives on the root app; reaching it directly spares building a
+    # ChainMapProxy (_root(request)) several times per request.
+    app[ROOT_APP] = root
     app.router.add_post("/{path:.*}", forward)
     return app
+
+
+def _root(request: web.Request) -> web.Application:
+    return request.app[ROOT_APP]
 
 
 # -- the chain ----------------------------------------------------------------------------------
@@ -93,7 +103,7 @@ def create_im_app() -> web.Application:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    authenticator = request.config_dict[AUTHENTICATOR]
+    authenticator = _root(request)[AUTHENTICATOR]
     caller = await authenticator.authenticate(request)
     if caller.user_id is None:
         raise authenticator.rejected("not_logged_in")
@@ -105,14 +115,14 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 async def check_ban(request: web.Request, handler: Handler) -> web.StreamResponse:
     user_id = request[CALLER].user_id
     assert user_id is not None
-    if await request.config_dict[BANS].is_banned(user_id):
+    if await _root(request)[BANS].is_banned(user_id):
         raise Banned(user_id)
     return await handler(request)
 
 
 @web.middleware
 async def apply_route_policy(request: web.Request, handler: Handler) -> web.StreamResponse:
-    config = request.config_dict
+    config = _root(request)
     path = "/" + request.match_info["path"]
     route = config[ROUTE_TABLE].live(path, config[SETTINGS].phase)
     if route is None:
@@ -138,7 +148,7 @@ async def apply_route_policy(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def resolve_im_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-    config = request.config_dict
+    config = _root(request)
     if request[ROUTE].token_mode == "admin":
         request[IM_TOKEN] = await config[ADMIN_TOKENS].get()
     else:
@@ -155,7 +165,7 @@ async def recover_token_errors(request: web.Request, handler: Handler) -> web.St
     try:
         return await handler(request)
     except TokenError as first:
-        config = request.config_dict
+        config = _root(request)
         failed = request[IM_TOKEN]
         log.info("OpenIM refused the %s token (errCode %d); replacing it", request[ROUTE].token_mode, first.errcode)
         if request[ROUTE].token_mode == "admin":
@@ -168,7 +178,7 @@ async def recover_token_errors(request: web.Request, handler: Handler) -> web.St
                 caller.user_id, caller.platform_id, failed, operation_id=request[OPERATION_ID]
             )
             request[IM_TOKEN] = fresh.token
-    metrics = request.config_dict[METRICS]
+    metrics = _root(request)[METRICS]
     try:
         response = await handler(request)
     except TokenError as second:
@@ -185,7 +195,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
     route = request[ROUTE]
     if route.answer == "self_user_info":
         return await _self_user_info(request)
-    config = request.config_dict
+    config = _root(request)
     openim = config[OPENIM]
     query = request.raw_path.partition("?")[2]
     url = openim.base_url + route.path + (f"?{query}" if query else "")
@@ -236,7 +246,7 @@ def _upstream_headers(request: web.Request, trusted: Any) -> CIMultiDict[str]:
 
 async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
     route = request[ROUTE]
-    metrics = request.config_dict[METRICS]
+    metrics = _root(request)[METRICS]
     head = bytearray()
     while len(head) <= PEEK_BYTES and not upstream.content.at_eof():
         head += await upstream.content.read(PEEK_BYTES + 1 - len(head))
@@ -297,7 +307,7 @@ async def _stream(request: web.Request, upstream: aiohttp.ClientResponse, head: 
 
 async def _self_user_info(request: web.Request) -> web.StreamResponse:
     caller = request[CALLER]
-    data = await request.config_dict[OPENIM].call(
+    data = await _root(request)[OPENIM].call(
         "/user/get_users_info",
         {"userIDs": [caller.user_id]},
         operation_id=request[OPERATION_ID],

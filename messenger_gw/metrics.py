@@ -50,6 +50,8 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # Bounded like the labels themselves: route templates x methods x statuses.
+        self._request_children: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
         self.http_in_flight = Gauge(
             "messenger_gw_http_requests_in_flight", "Requests being handled right now.", registry=r
         )
@@ -96,6 +98,19 @@ class Metrics:
             registry=r,
         )
 
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request; the labelled children are looked up once per label set."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.http_duration.labels(route, method),
+                self.http_requests.labels(route, method, str(status)),
+            )
+        duration, count = children
+        duration.observe(seconds)
+        count.inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -134,16 +149,16 @@ async def metrics_middleware(
         elapsed = time.perf_counter() - started
         route = request.get(ROUTE_LABEL) or route_template(request)
         metrics.http_in_flight.dec()
-        metrics.http_duration.labels(route, method).observe(elapsed)
-        metrics.http_requests.labels(route, method, str(status)).inc()
+        metrics.request_done(route, method, status, elapsed)
         # The route template, never the raw path: a webhook path carries a secret.
-        access_log.info(
-            "%s %s %d",
-            method,
-            route,
-            status,
-            extra={"method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1000, 3)},
-        )
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s %d",
+                method,
+                route,
+                status,
+                extra={"method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1000, 3)},
+            )
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
