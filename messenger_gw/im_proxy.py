@@ -221,7 +221,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
         metrics.openim_errors.labels(route.path, "connect").inc()
         raise
     finally:
-        metrics.openim_duration.labels(route.path).observe(asyncio.get_running_loop().time() - started)
+        metrics.openim_call_done(route.path, asyncio.get_running_loop().time() - started)
     raise AssertionError("unreachable")
 
 

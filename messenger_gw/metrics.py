@@ -52,6 +52,7 @@ class Metrics:
         )
         # Bounded like the labels themselves: route templates x methods x statuses.
         self._request_children: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
+        self._openim_children: dict[str, Histogram] = {}
         self.http_in_flight = Gauge(
             "messenger_gw_http_requests_in_flight", "Requests being handled right now.", registry=r
         )
@@ -110,6 +111,12 @@ class Metrics:
         duration, count = children
         duration.observe(seconds)
         count.inc()
+
+    def openim_call_done(self, route: str, seconds: float) -> None:
+        child = self._openim_children.get(route)
+        if child is None:
+            child = self._openim_children[route] = self.openim_duration.labels(route)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -239,7 +239,7 @@ class OpenIMClient:
             self._metrics.openim_errcodes.labels(path, str(exc.errcode)).inc()
             raise
         finally:
-            self._metrics.openim_duration.labels(path).observe(time.perf_counter() - started)
+            self._metrics.openim_call_done(path, time.perf_counter() - started)
 
     async def _post(self, path: str, payload: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         url = self._base_url + path
