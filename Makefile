@@ -14,8 +14,8 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev system-packages lint typecheck pytest
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check messenger_gw tests
-	$(BIN)/ruff format --check messenger_gw tests
+	$(BIN)/ruff check messenger_gw tests bench
+	$(BIN)/ruff format --check messenger_gw tests bench
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

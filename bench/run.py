@@ -29,6 +29,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -44,7 +45,15 @@ STATIC_ENVELOPE = json.dumps(
         "errCode": 0,
         "errMsg": "",
         "errDlt": "",
-        "data": {"token": "bench.static.token", "expireTimeSeconds": 7776000, "usersInfo": None},
+        # One body for every call: get_*_token (token, expireTimeSeconds), parse_token (userID,
+        # platformID, expireTimeSeconds) and the proxied route.
+        "data": {
+            "token": "bench.static.token",
+            "expireTimeSeconds": 7776000,
+            "userID": "bench_user",
+            "platformID": 5,
+            "usersInfo": None,
+        },
     },
     separators=(",", ":"),
 )
@@ -167,10 +176,13 @@ def write_batch(path: Path, batch: list[tuple[str, str, str]]) -> Path:
     return path
 
 
-def run_config(workers: int, seconds: int, folder: Path, redis_url: str, upstream: str, user_service: str) -> dict:
+def run_config(
+    workers: int, seconds: int, folder: Path, redis_url: str, upstream: str, user_service: str
+) -> dict[str, Any]:
     connections = 32 * workers
     port_b, port_c = free_port(), free_port()
-    results: dict[str, dict] = {}
+    redis.Redis.from_url(redis_url).flushall()  # each configuration starts cold
+    results: dict[str, dict[str, Any]] = {}
     print(f"\n== {workers} worker(s), {connections} connections, {seconds}s per run ==", flush=True)
 
     results["a_upstream"] = wrk(upstream, connections, seconds, None, 0)
@@ -225,7 +237,7 @@ def run_config(workers: int, seconds: int, folder: Path, redis_url: str, upstrea
     return {"workers": workers, "connections": connections, "seconds": seconds, "runs": results, "summary": summary}
 
 
-def print_table(results: dict[str, dict], summary: dict) -> None:
+def print_table(results: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
     print(f"{'run':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}  peak RSS MB/worker")
     for name, r in results.items():
         rss = " ".join(f"{v:g}" for v in r.get("peak_rss_mb", []))
@@ -259,15 +271,16 @@ def main() -> int:
         ]
         with started(*services):
             wait_http(upstream + "/")
+            date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
             report = {
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "date": date,
                 "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                 "configs": [
                     run_config(w, args.seconds, folder, f"redis://{LOOPBACK}:{redis_port}", upstream, user_service)
                     for w in (args.workers or [1, 2])
                 ],
             }
-    out = BENCH / "results" / f"{report['date'].replace(':', '')}.json"
+    out = BENCH / "results" / f"{date.replace(':', '')}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {out.relative_to(ROOT)}")
     return 0

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import auth_routes
+from . import auth_routes, im_proxy
 from .admin_token import ADMIN_TOKENS, AdminTokenManager
 from .authentication import AUTHENTICATOR, Authenticator
 from .bans import BANS, Bans
@@ -22,7 +22,6 @@ from .conversation_access import CONVERSATION_ACCESS, ConversationAccess
 from .errors import error_middleware
 from .health import DRAINING, healthz, readyz
 from .identity import IDENTITY_VERIFIER, DevOTPVerifier, IdentityVerifier, UserServiceVerifier
-from .im_proxy import create_im_app
 from .im_tokens import IM_TOKENS, ImTokens
 from .invalidation import INVALIDATION, Invalidation, listening
 from .jwt_auth import JWTVerifier
@@ -58,7 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     auth_routes.add_routes(app)
-    app.add_subapp("/im/", create_im_app(app))
+    im_proxy.add_routes(app)
     return app
 
 

@@ -1,10 +1,14 @@
-"""``/im/*``: the reverse proxy to OpenIM's REST API, as a sub-application.
+"""``/im/*``: the reverse proxy to OpenIM's REST API.
 
 The app-wide middlewares (operationID, metrics and the access line, the
-error envelope) run first; then this sub-app's, one concern each, in the
-order of DESIGN section 2:
+error envelope) run first; then the /im chain, one concern per middleware,
+in the order of DESIGN section 2:
 
 authenticate -> check_ban -> apply_route_policy -> resolve_im_token -> recover_token_errors -> forward
+
+The chain is composed once into the route's handler (:func:`add_routes`)
+rather than mounted as a sub-application: the same middlewares, without a
+second routing and dispatch layer on every request.
 
 Every request body is read in full (its digest is signed, and the route
 policy inspects it) within ``MAX_BODY_BYTES``. Answers are read up to
@@ -16,6 +20,7 @@ cannot be an error envelope, is streamed on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -80,22 +85,11 @@ class TokenRejected(errors.GatewayError):
         return errors.envelope_response(self.status, self.openim_code, self.message)
 
 
-ROOT_APP: web.AppKey[web.Application] = web.AppKey("root_app", web.Application)
-
-
-def create_im_app(root: web.Application) -> web.Application:
-    app = web.Application(
-        middlewares=[authenticate, check_ban, apply_route_policy, resolve_im_token, recover_token_errors]
-    )
-    # The gateway's state lives on the root app; reaching it directly spares building a
-    # ChainMapProxy (_root(request)) several times per request.
-    app[ROOT_APP] = root
-    app.router.add_post("/{path:.*}", forward)
-    return app
-
-
-def _root(request: web.Request) -> web.Application:
-    return request.app[ROOT_APP]
+def add_routes(app: web.Application) -> None:
+    handler: Handler = forward
+    for middleware in reversed(CHAIN):
+        handler = functools.partial(middleware, handler=handler)
+    app.router.add_post("/im/{path:.*}", handler)
 
 
 # -- the chain ----------------------------------------------------------------------------------
@@ -103,7 +97,7 @@ def _root(request: web.Request) -> web.Application:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    authenticator = _root(request)[AUTHENTICATOR]
+    authenticator = request.app[AUTHENTICATOR]
     caller = await authenticator.authenticate(request)
     if caller.user_id is None:
         raise authenticator.rejected("not_logged_in")
@@ -115,14 +109,14 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 async def check_ban(request: web.Request, handler: Handler) -> web.StreamResponse:
     user_id = request[CALLER].user_id
     assert user_id is not None
-    if await _root(request)[BANS].is_banned(user_id):
+    if await request.app[BANS].is_banned(user_id):
         raise Banned(user_id)
     return await handler(request)
 
 
 @web.middleware
 async def apply_route_policy(request: web.Request, handler: Handler) -> web.StreamResponse:
-    config = _root(request)
+    config = request.app
     path = "/" + request.match_info["path"]
     route = config[ROUTE_TABLE].live(path, config[SETTINGS].phase)
     if route is None:
@@ -148,7 +142,7 @@ async def apply_route_policy(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def resolve_im_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-    config = _root(request)
+    config = request.app
     if request[ROUTE].token_mode == "admin":
         request[IM_TOKEN] = await config[ADMIN_TOKENS].get()
     else:
@@ -165,7 +159,7 @@ async def recover_token_errors(request: web.Request, handler: Handler) -> web.St
     try:
         return await handler(request)
     except TokenError as first:
-        config = _root(request)
+        config = request.app
         failed = request[IM_TOKEN]
         log.info("OpenIM refused the %s token (errCode %d); replacing it", request[ROUTE].token_mode, first.errcode)
         if request[ROUTE].token_mode == "admin":
@@ -178,7 +172,7 @@ async def recover_token_errors(request: web.Request, handler: Handler) -> web.St
                 caller.user_id, caller.platform_id, failed, operation_id=request[OPERATION_ID]
             )
             request[IM_TOKEN] = fresh.token
-    metrics = _root(request)[METRICS]
+    metrics = request.app[METRICS]
     try:
         response = await handler(request)
     except TokenError as second:
@@ -188,6 +182,9 @@ async def recover_token_errors(request: web.Request, handler: Handler) -> web.St
     return response
 
 
+CHAIN = (authenticate, check_ban, apply_route_policy, resolve_im_token, recover_token_errors)
+
+
 # -- forwarding -----------------------------------------------------------------------------------
 
 
@@ -195,7 +192,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
     route = request[ROUTE]
     if route.answer == "self_user_info":
         return await _self_user_info(request)
-    config = _root(request)
+    config = request.app
     openim = config[OPENIM]
     query = request.raw_path.partition("?")[2]
     url = openim.base_url + route.path + (f"?{query}" if query else "")
@@ -246,7 +243,7 @@ def _upstream_headers(request: web.Request, trusted: Any) -> CIMultiDict[str]:
 
 async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
     route = request[ROUTE]
-    metrics = _root(request)[METRICS]
+    metrics = request.app[METRICS]
     head = bytearray()
     while len(head) <= PEEK_BYTES and not upstream.content.at_eof():
         head += await upstream.content.read(PEEK_BYTES + 1 - len(head))
@@ -307,7 +304,7 @@ async def _stream(request: web.Request, upstream: aiohttp.ClientResponse, head: 
 
 async def _self_user_info(request: web.Request) -> web.StreamResponse:
     caller = request[CALLER]
-    data = await _root(request)[OPENIM].call(
+    data = await request.app[OPENIM].call(
         "/user/get_users_info",
         {"userIDs": [caller.user_id]},
         operation_id=request[OPERATION_ID],
