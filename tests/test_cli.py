@@ -96,7 +96,7 @@ def dev_gateway() -> Iterator[tuple[subprocess.Popen[str], str, str]]:
     finally:
         if process.poll() is None:
             process.kill()
-        process.wait(10)
+        process.communicate(timeout=10)  # also closes the pipes, whatever the test did
 
 
 @pytest.mark.slow
@@ -143,7 +143,7 @@ def readme_client_steps() -> list[list[str]]:
 
 def run_readme_client_steps(gateway: str) -> None:
     steps = readme_client_steps()
-    assert [step[0] for step in steps] == ["handshake", "login", "call", "logout"]
+    assert [step[0] for step in steps] == ["handshake", "login", "call", "call", "call", "logout"]
     with tempfile.TemporaryDirectory() as state_dir:
         where = ["--url", gateway, "--state", f"{state_dir}/session.json"]
         outputs = []
@@ -153,11 +153,14 @@ def run_readme_client_steps(gateway: str) -> None:
             )
             assert result.returncode == 0, (step, result.stderr)
             outputs.append(result.stdout)
-    handshake, login, session, _ = outputs
+    handshake, login, session, self_info, sent, _ = outputs
     assert len(orjson.loads(handshake)["sessionId"]) == 22
     assert orjson.loads(login)["userID"] == "alice"
     assert orjson.loads(login)["imToken"].count(".") == 2
     assert orjson.loads(session)["userID"] == "alice"
+    assert orjson.loads(self_info)["data"]["userID"] == "alice"
+    assert orjson.loads(sent)["errCode"] == 0
+    assert len(orjson.loads(sent)["data"]["serverMsgID"]) == 32
 
 
 def test_address_in_use_is_a_clear_error() -> None:
