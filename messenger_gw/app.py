@@ -15,7 +15,10 @@ import aiohttp
 from aiohttp import web
 
 from . import auth_routes, im_proxy
+from .admin_auth import ADMIN_AUTHENTICATOR, AdminAuthenticator
+from .admin_routes import create_admin_app
 from .admin_token import ADMIN_TOKENS, AdminTokenManager
+from .audit import AUDIT_LOG, AuditLog
 from .authentication import AUTHENTICATOR, Authenticator
 from .bans import BANS, Bans
 from .conversation_access import CONVERSATION_ACCESS, ConversationAccess
@@ -27,6 +30,7 @@ from .invalidation import INVALIDATION, Invalidation, listening
 from .jwt_auth import JWTVerifier
 from .memory_store import MemoryStore
 from .metrics import METRICS, Metrics, metrics_handler, metrics_middleware
+from .moderation import MODERATION, Moderation, retrying
 from .openim import OPENIM, OpenIMClient, new_session
 from .operation_id import operation_id_middleware
 from .provisioning import PROVISIONER, Provisioner
@@ -58,6 +62,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics_handler)
     auth_routes.add_routes(app)
     im_proxy.add_routes(app)
+    app.add_subapp("/admin/", create_admin_app())
     return app
 
 
@@ -113,8 +118,12 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
         bans, im_tokens, ws_url=settings.openim_ws_url, min_remaining=settings.login.im_token_min_remaining
     )
     app[CONVERSATION_ACCESS] = ConversationAccess(app[OPENIM], app[ADMIN_TOKENS])
+    jwt_verifier = app[AUTHENTICATOR].jwt_verifier
+    app[ADMIN_AUTHENTICATOR] = AdminAuthenticator(settings.admin, jwt_verifier, metrics=metrics)
+    app[AUDIT_LOG] = AuditLog(store, max_entries=settings.admin.audit_max_entries)
+    app[MODERATION] = moderation = Moderation(store, app[OPENIM], app[ADMIN_TOKENS], sessions, im_tokens, bans)
     app[auth_routes.HANDSHAKE_RATE_LIMIT] = RateLimit(store, "handshake", settings.handshake_rate_limit)
-    async with aiohttp.ClientSession() as user_service:
+    async with aiohttp.ClientSession() as user_service, retrying(moderation):
         app[IDENTITY_VERIFIER] = _identity_verifier(settings, user_service)
         yield
 

@@ -48,6 +48,7 @@ class Authenticator:
     ) -> None:
         self._sessions = sessions
         self._jwt = jwt_verifier
+        self.jwt_verifier = jwt_verifier
         self._metrics = metrics
         self._clock = clock
 

@@ -29,6 +29,15 @@ class Ban:
     at: int
     expires_at: int | None
 
+    def as_json(self) -> dict[str, object]:
+        return {
+            "userID": self.user_id,
+            "reason": self.reason,
+            "actor": self.actor,
+            "at": self.at,
+            "expiresAt": self.expires_at,
+        }
+
     def encode(self) -> bytes:
         return orjson.dumps({"reason": self.reason, "actor": self.actor, "at": self.at, "expiresAt": self.expires_at})
 
@@ -65,6 +74,33 @@ class Bans:
             banned = await self._store.get(keys.ban(user_id)) is not None
             self._cache.put(user_id, banned)
         return banned
+
+    async def put(self, ban: Ban, *, now: float) -> None:
+        """Record the ban and tell every replica at once; an expiring ban ends by itself."""
+        ttl = None if ban.expires_at is None else max(1.0, ban.expires_at - now)
+        await self._store.set(keys.ban(ban.user_id), ban.encode(), ttl=ttl)
+        await self._store.hset(keys.BAN_INDEX, {ban.user_id: ban.encode()})
+        self._cache.put(ban.user_id, True)
+        await self._invalidation.publish(INVALIDATION_KIND, ban.user_id)
+
+    async def remove(self, user_id: str) -> bool:
+        existed = await self._store.delete(keys.ban(user_id)) > 0
+        await self._store.hdel(keys.BAN_INDEX, user_id)
+        await self._invalidation.publish(INVALIDATION_KIND, user_id)
+        return existed
+
+    async def all(self, *, now: float) -> list[Ban]:
+        """Every ban in force, oldest first; expired index entries are cleaned up on the way."""
+        bans, expired = [], []
+        for user_id, raw in (await self._store.hgetall(keys.BAN_INDEX)).items():
+            ban = Ban.decode(user_id, raw)
+            if ban.expires_at is not None and ban.expires_at <= now:
+                expired.append(user_id)
+            else:
+                bans.append(ban)
+        if expired:
+            await self._store.hdel(keys.BAN_INDEX, *expired)
+        return sorted(bans, key=lambda b: (b.at, b.user_id))
 
     async def check(self, user_id: str) -> None:
         """Raise :class:`Banned` if ``user_id`` is banned."""

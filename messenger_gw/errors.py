@@ -104,6 +104,11 @@ class InvalidField(BadRequest):
     code = INVALID_FIELD
 
 
+class NotFound(GatewayError):
+    status = 404
+    code = NOT_FOUND
+
+
 class Forbidden(GatewayError):
     status = 403
     code = FORBIDDEN

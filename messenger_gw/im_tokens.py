@@ -130,6 +130,10 @@ class ImTokens:
             task.add_done_callback(lambda _: self._minting.pop(key, None))
         return await asyncio.shield(task)
 
+    async def stored_platforms(self, user_id: str) -> list[int]:
+        """The platforms the user holds a stored token for."""
+        return sorted(int(p) for p in await self._store.hgetall(keys.im_token(user_id)) if p.isdigit())
+
     async def forget(self, user_id: str) -> None:
         """Drop every stored token of the user (ban, force logout)."""
         await self._store.delete(keys.im_token(user_id))

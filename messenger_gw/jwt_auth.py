@@ -41,14 +41,9 @@ class JWTVerifier:
         }
 
     def verify(self, token: str, platform_header: str | None) -> JWTIdentity:
-        try:
-            algorithm = jwt.get_unverified_header(token).get("alg")
-        except jwt.PyJWTError:
-            raise JWTRejected("jwt_invalid") from None
-        if not isinstance(algorithm, str) or not (candidates := self._keys.get(algorithm)):
-            raise JWTRejected("jwt_algorithm")
-        claims = self._decode(token, algorithm, candidates)
-        user_id = claims.get("sub")
+        """A client's identity: the verified claims, ``sub`` as a userID, and a platform."""
+        claims = self.claims(token)
+        user_id = claims["sub"]
         if not isinstance(user_id, str) or not user_id or not all(c.isalnum() or c == "_" for c in user_id):
             raise JWTRejected("jwt_invalid")
         platform = claims.get(self._settings.platform_claim) if self._settings.platform_claim else platform_header
@@ -57,6 +52,16 @@ class JWTVerifier:
             raise JWTRejected("jwt_no_platform")
         jti = claims.get("jti")
         return JWTIdentity(user_id, platform_id, jti if isinstance(jti, str) else None)
+
+    def claims(self, token: str) -> dict[str, object]:
+        """The verified claims of ``token`` (signature, ``exp``, ``sub``, ``iss``/``aud`` when configured)."""
+        try:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+        except jwt.PyJWTError:
+            raise JWTRejected("jwt_invalid") from None
+        if not isinstance(algorithm, str) or not (candidates := self._keys.get(algorithm)):
+            raise JWTRejected("jwt_algorithm")
+        return self._decode(token, algorithm, candidates)
 
     def _decode(self, token: str, algorithm: str, candidates: Sequence[object]) -> dict[str, object]:
         s = self._settings

@@ -8,6 +8,8 @@ shared with other services (DESIGN section 5) and keeps its plain name.
 from __future__ import annotations
 
 INVALIDATION_CHANNEL = "gw:invalidate"
+BAN_INDEX = "gw:bans"  # hash: userID -> ban record, for listing
+PENDING_FORCE_LOGOUT = "gw:pending-force-logout"  # hash: userID -> JSON list of platforms still to log out
 
 
 def session(session_id: str) -> str:

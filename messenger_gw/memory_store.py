@@ -116,6 +116,11 @@ class MemoryStore(Store):
         floor = _parse_id(after) if after else (-1, -1)
         return [e for e in entries if _parse_id(e.id) > floor][:count]
 
+    async def read_range_reverse(self, stream: str, *, before: str | None = None, count: int) -> list[StreamEntry]:
+        entries = self._lookup(stream, list) or []
+        ceiling = _parse_id(before) if before else (float("inf"), 0)
+        return [e for e in reversed(entries) if _parse_id(e.id) < ceiling][:count]
+
     async def stream_length(self, stream: str) -> int:
         return len(self._lookup(stream, list) or [])
 

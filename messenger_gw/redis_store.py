@@ -145,6 +145,14 @@ class RedisStore(Store):
             )
         return [StreamEntry(entry_id.decode(), {k.decode(): v for k, v in fields.items()}) for entry_id, fields in raw]
 
+    async def read_range_reverse(self, stream: str, *, before: str | None = None, count: int) -> list[StreamEntry]:
+        with _translated():
+            raw = cast(
+                list[tuple[bytes, dict[bytes, bytes]]],
+                await self._client.xrevrange(stream, max=f"({before}" if before else "+", min="-", count=count),
+            )
+        return [StreamEntry(entry_id.decode(), {k.decode(): v for k, v in fields.items()}) for entry_id, fields in raw]
+
     async def stream_length(self, stream: str) -> int:
         with _translated():
             return int(await self._client.xlen(stream))

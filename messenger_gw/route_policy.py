@@ -52,9 +52,8 @@ class RouteTableError(ValueError):
 # -- what a request can break -------------------------------------------------------------------
 
 
-class RouteNotFound(errors.GatewayError):
-    status = 404
-    code = errors.NOT_FOUND
+class RouteNotFound(errors.NotFound):
+    pass
 
 
 class FieldNamesAnotherUser(errors.Forbidden):

@@ -121,6 +121,25 @@ class LoginSettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AdminKey:
+    """An admin API key, known only by the SHA-256 of its value, and the name audit records show."""
+
+    name: str
+    sha256: bytes
+
+    def __repr__(self) -> str:
+        return f"AdminKey(name={self.name!r})"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AdminSettings:
+    api_keys: tuple[AdminKey, ...]
+    jwt_role: str  # an admin JWT carries this role ...
+    jwt_role_claim: str  # ... in this claim (a string or a list of strings)
+    audit_max_entries: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     dev: bool
     listen: HostPort
@@ -143,6 +162,7 @@ class Settings:
     phase: int
     route_table: Path | None  # None: the table shipped in the package
     max_body_bytes: int
+    admin: AdminSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, dev: bool) -> Settings:
@@ -224,6 +244,12 @@ class Settings:
             phase=env.read("PHASE", _integer(1, 4), default="4" if dev else "1"),
             route_table=env.read_optional("ROUTE_TABLE", _readable_file, required_because=None),
             max_body_bytes=env.read("MAX_BODY_BYTES", _integer(1024, 64 * 1024 * 1024), default=str(1024 * 1024)),
+            admin=AdminSettings(
+                api_keys=env.read("ADMIN_API_KEYS", _admin_keys, default=""),
+                jwt_role=env.read("ADMIN_JWT_ROLE", _claim_value, default="admin"),
+                jwt_role_claim=env.read("ADMIN_JWT_ROLE_CLAIM", _claim_value, default="roles"),
+                audit_max_entries=env.read("AUDIT_MAX_ENTRIES", _integer(1000, 100_000_000), default="1000000"),
+            ),
         )
         if production and settings.login.dev_otp_code is not None:
             raise ConfigError(PREFIX + "DEV_OTP_CODE", "is only allowed in dev mode (`messenger-gw dev`)")
@@ -275,6 +301,10 @@ class Settings:
         yield PREFIX + "PHASE", str(self.phase)
         yield PREFIX + "ROUTE_TABLE", str(self.route_table) if self.route_table else "(the packaged im_routes.toml)"
         yield PREFIX + "MAX_BODY_BYTES", str(self.max_body_bytes)
+        admin = self.admin
+        yield PREFIX + "ADMIN_API_KEYS", ", ".join(k.name for k in admin.api_keys) or "(none)"
+        yield PREFIX + "ADMIN_JWT_ROLE", f"{admin.jwt_role} in claim {admin.jwt_role_claim}"
+        yield PREFIX + "AUDIT_MAX_ENTRIES", str(admin.audit_max_entries)
         if self.dev:
             yield PREFIX + "DEV_SANDBOX_LISTEN", str(self.dev_sandbox_listen)
 
@@ -390,6 +420,27 @@ def _mask_url(url: Secret) -> str:
 
 def _secret(raw: str) -> Secret:
     return Secret(raw)
+
+
+_ADMIN_KEY = re.compile(r"([A-Za-z0-9_.-]{1,64}):([0-9a-fA-F]{64})")
+
+
+def _admin_keys(raw: str) -> tuple[AdminKey, ...]:
+    keys = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        match = _ADMIN_KEY.fullmatch(part)
+        if match is None:
+            raise ValueError("expected name:sha256hex pairs, comma-separated (see docs/admin-api.md)")
+        keys.append(AdminKey(match.group(1), bytes.fromhex(match.group(2))))
+    if len({k.name for k in keys}) != len(keys):
+        raise ValueError("each admin key needs its own name")
+    return tuple(keys)
+
+
+def _claim_value(raw: str) -> str:
+    if not raw or len(raw) > 128:
+        raise ValueError("must be 1 to 128 characters")
+    return raw
 
 
 def _readable_file(raw: str) -> Path:

@@ -123,6 +123,10 @@ class Store(abc.ABC):
         """Up to ``count`` entries, oldest first, with IDs greater than ``after``."""
 
     @abc.abstractmethod
+    async def read_range_reverse(self, stream: str, *, before: str | None = None, count: int) -> list[StreamEntry]:
+        """Up to ``count`` entries, newest first, with IDs less than ``before``."""
+
+    @abc.abstractmethod
     async def stream_length(self, stream: str) -> int: ...
 
     # -- pub/sub ---------------------------------------------------------------

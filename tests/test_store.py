@@ -201,3 +201,13 @@ async def test_set_if_absent_many_answers_per_item_in_one_call(store: Store) -> 
     assert results == [True, False, False]
     assert await store.get("free") == b"1"
     assert await store.set_if_absent_many([]) == []
+
+
+async def test_stream_entries_come_back_newest_first_before_a_cursor(store: Store) -> None:
+    ids = [await store.append("log", {"n": str(i).encode()}) for i in range(5)]
+    newest = await store.read_range_reverse("log", count=2)
+    assert [e.fields["n"] for e in newest] == [b"4", b"3"]
+    older = await store.read_range_reverse("log", before=newest[-1].id, count=10)
+    assert [e.fields["n"] for e in older] == [b"2", b"1", b"0"]
+    assert await store.read_range_reverse("log", before=ids[0], count=10) == []
+    assert await store.read_range_reverse("nothing", count=10) == []

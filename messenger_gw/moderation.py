@@ -1,0 +1,146 @@
+"""Moderation actions that span the gateway and OpenIM: force logout, ban, unban.
+
+A ban writes the ban record first, so the gateway side holds whatever
+happens next: every replica drops its cached answer at once (pub/sub), the
+user's stored imTokens and gateway sessions go, and OpenIM logs the user
+out on every platform. A platform OpenIM fails to log out is reported and
+kept in ``gw:pending-force-logout``, which a background task retries until
+OpenIM accepts it. Banning again re-runs every step: the call is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from . import keys
+from .admin_token import AdminTokenManager
+from .bans import Ban, Bans
+from .im_tokens import ImTokens
+from .openim import USER_PLATFORM_IDS, OpenIMAPIError, OpenIMClient, OpenIMError
+from .operation_id import new_operation_id
+from .sessions import Sessions
+from .store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+RETRY_INTERVAL = 5.0
+
+
+def describe(exc: OpenIMError) -> str:
+    if isinstance(exc, OpenIMAPIError):
+        return f"error: OpenIM errCode {exc.errcode} ({exc.msg})"
+    return f"error: {type(exc).__name__}"
+
+
+class Moderation:
+    def __init__(
+        self,
+        store: Store,
+        openim: OpenIMClient,
+        admin_tokens: AdminTokenManager,
+        sessions: Sessions,
+        im_tokens: ImTokens,
+        bans: Bans,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._openim = openim
+        self._admin_tokens = admin_tokens
+        self._sessions = sessions
+        self._im_tokens = im_tokens
+        self._bans = bans
+        self._clock = clock
+
+    async def force_logout(self, user_id: str, platforms: Iterable[int] | None, operation_id: str) -> dict[int, str]:
+        """Log the user out of OpenIM: the given platforms, else those holding a stored token, else all 1-9.
+
+        Answers an outcome per platform ("ok" or "error: ..."); failures are queued for retry.
+        """
+        if platforms is None:
+            platforms = await self._im_tokens.stored_platforms(user_id) or list(USER_PLATFORM_IDS)
+        results: dict[int, str] = {}
+        for platform_id in platforms:
+
+            async def logout(admin: str, platform: int = platform_id) -> None:
+                await self._openim.force_logout(admin, user_id, platform, operation_id=operation_id)
+
+            try:
+                await self._admin_tokens.call(logout)
+                results[platform_id] = "ok"
+            except OpenIMError as exc:
+                results[platform_id] = describe(exc)
+        await self._remember_failures(user_id, results)
+        return results
+
+    async def log_out_everywhere(
+        self, user_id: str, platforms: Iterable[int] | None, operation_id: str
+    ) -> dict[str, Any]:
+        """Force logout, and end what the gateway holds for the user: stored tokens and sessions."""
+        if platforms is None:  # read before the tokens are forgotten: they say which platforms are in use
+            platforms = await self._im_tokens.stored_platforms(user_id) or list(USER_PLATFORM_IDS)
+        await self._im_tokens.forget(user_id)
+        revoked = await self._sessions.revoke_user(user_id)
+        results = await self.force_logout(user_id, platforms, operation_id)
+        return _report(user_id, revoked, results)
+
+    async def ban(
+        self, user_id: str, *, reason: str, actor: str, expires_in: float | None, operation_id: str
+    ) -> dict[str, Any]:
+        now = self._clock()
+        ban = Ban(user_id, reason, actor, int(now), None if expires_in is None else int(now + expires_in))
+        await self._bans.put(ban, now=now)  # first: from here on the gateway refuses the user
+        report = await self.log_out_everywhere(user_id, USER_PLATFORM_IDS, operation_id)
+        return {"ban": ban.as_json()} | report
+
+    async def unban(self, user_id: str) -> bool:
+        return await self._bans.remove(user_id)
+
+    async def retry_pending_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RETRY_INTERVAL)
+            try:
+                pending = await self._store.hgetall(keys.PENDING_FORCE_LOGOUT)
+                for user_id, raw in pending.items():
+                    results = await self.force_logout(user_id, orjson.loads(raw), new_operation_id())
+                    log.info("retried force logout", extra={"results": {str(p): r for p, r in results.items()}})
+            except StoreError as exc:
+                log.warning("force-logout retry pass skipped: %s", exc)
+
+    async def _remember_failures(self, user_id: str, results: dict[int, str]) -> None:
+        failed = [p for p, outcome in results.items() if outcome != "ok"]
+        if failed:
+            await self._store.hset(keys.PENDING_FORCE_LOGOUT, {user_id: orjson.dumps(failed)})
+        else:
+            await self._store.hdel(keys.PENDING_FORCE_LOGOUT, user_id)
+
+
+def _report(user_id: str, revoked: int, results: dict[int, str]) -> dict[str, Any]:
+    return {
+        "userID": user_id,
+        "sessionsRevoked": revoked,
+        "forceLogout": {str(p): outcome for p, outcome in results.items()},
+        "complete": all(outcome == "ok" for outcome in results.values()),
+    }
+
+
+@contextlib.asynccontextmanager
+async def retrying(moderation: Moderation) -> AsyncIterator[None]:
+    task = asyncio.create_task(moderation.retry_pending_forever(), name="force-logout-retry")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+MODERATION: web.AppKey[Moderation] = web.AppKey("moderation", Moderation)
