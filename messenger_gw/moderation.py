@@ -104,14 +104,20 @@ class Moderation:
     async def unban(self, user_id: str) -> bool:
         return await self._bans.remove(user_id)
 
+    async def retry_pending(self) -> int:
+        """One pass over the force logouts OpenIM failed; the number still failing afterwards."""
+        still_failing = 0
+        for user_id, raw in (await self._store.hgetall(keys.PENDING_FORCE_LOGOUT)).items():
+            results = await self.force_logout(user_id, orjson.loads(raw), new_operation_id())
+            still_failing += sum(1 for outcome in results.values() if outcome != "ok")
+            log.info("retried force logout", extra={"results": {str(p): r for p, r in results.items()}})
+        return still_failing
+
     async def retry_pending_forever(self) -> None:
         while True:
             await asyncio.sleep(RETRY_INTERVAL)
             try:
-                pending = await self._store.hgetall(keys.PENDING_FORCE_LOGOUT)
-                for user_id, raw in pending.items():
-                    results = await self.force_logout(user_id, orjson.loads(raw), new_operation_id())
-                    log.info("retried force logout", extra={"results": {str(p): r for p, r in results.items()}})
+                await self.retry_pending()
             except StoreError as exc:
                 log.warning("force-logout retry pass skipped: %s", exc)
 
