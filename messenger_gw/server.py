@@ -25,7 +25,7 @@ from . import __version__
 from .app import create_app
 from .health import DRAINING
 from .sandbox import Sandbox, SandboxConfig, create_sandbox_app
-from .settings import OPENIM_DEFAULT_SECRET, HostPort, Settings
+from .settings import DEV_ADMIN_KEY, OPENIM_DEFAULT_SECRET, HostPort, Settings
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,12 @@ def _banner(settings: Settings, gateway: HostPort) -> str:
         else "<your MESSENGER_GW_OPENIM_SECRET>"
     )
     store = "Redis" if settings.redis_url else "in-memory store"
+    dev_key = any(k.name == "dev" for k in settings.admin.api_keys)
+    admin_try = (
+        f"  curl -s {gateway.url}/admin/users/alice -H 'Authorization: Bearer {DEV_ADMIN_KEY}'   # the admin API\n"
+        if dev_key
+        else ""
+    )
     return f"""\
 messenger-gw {__version__}: dev mode ({store}, OpenIM at {api})
   gateway         {gateway.url}
@@ -152,7 +158,7 @@ Try it:
   curl -s {gateway.url}/metrics | grep messenger_gw_admin_token
   curl -s -X POST {api}/auth/get_admin_token -H 'operationID: try-1' \\
        -d '{{"secret":"{secret}","userID":"{settings.openim_admin_user_id}"}}'
-
+{admin_try}
 Ctrl-C stops it."""
 
 

@@ -8,6 +8,7 @@ with it, and never repeats a secret's value.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +24,9 @@ PREFIX = "MESSENGER_GW_"
 
 OPENIM_DEFAULT_SECRET = "openIM123"  # OpenIM's published default, for dev mode only
 OPENIM_DEFAULT_ADMIN_USER_ID = "imAdmin"
+# Dev mode's admin API key, so `make run` can show the admin API; production has none by default.
+DEV_ADMIN_KEY = "dev-admin-key"
+DEV_ADMIN_KEYS = f"dev:{hashlib.sha256(DEV_ADMIN_KEY.encode()).hexdigest()}"
 
 # OpenIM moves older admin tokens to a 5-minute grace state whenever a new one
 # is minted (contract, section 11), so a cached admin token must be younger.
@@ -245,7 +249,7 @@ class Settings:
             route_table=env.read_optional("ROUTE_TABLE", _readable_file, required_because=None),
             max_body_bytes=env.read("MAX_BODY_BYTES", _integer(1024, 64 * 1024 * 1024), default=str(1024 * 1024)),
             admin=AdminSettings(
-                api_keys=env.read("ADMIN_API_KEYS", _admin_keys, default=""),
+                api_keys=env.read("ADMIN_API_KEYS", _admin_keys, default=DEV_ADMIN_KEYS if dev else ""),
                 jwt_role=env.read("ADMIN_JWT_ROLE", _claim_value, default="admin"),
                 jwt_role_claim=env.read("ADMIN_JWT_ROLE_CLAIM", _claim_value, default="roles"),
                 audit_max_entries=env.read("AUDIT_MAX_ENTRIES", _integer(1000, 100_000_000), default="1000000"),
