@@ -403,3 +403,39 @@ async def test_the_audit_stream_is_bounded(gateway: Gateway, clean_redis: RedisP
         await log.append(AuditEntry(operation="test", target=str(index)))
     with clean_redis.client() as c:
         assert 1000 <= c.xlen(STREAM) < 1500
+
+
+async def test_every_admin_operation_writes_its_audit_record(gateway: Gateway, group_id: str, a_message: str) -> None:
+    calls: list[tuple[str, str, Any]] = [
+        ("GET", "/admin/groups", None),
+        ("GET", f"/admin/groups/{group_id}", None),
+        ("GET", f"/admin/groups/{group_id}/members", None),
+        ("POST", f"/admin/groups/{group_id}/mute", REASON),
+        ("POST", f"/admin/groups/{group_id}/unmute", REASON),
+        ("POST", f"/admin/groups/{group_id}/members/m2/mute", {"seconds": 60} | REASON),
+        ("POST", f"/admin/groups/{group_id}/members/m2/unmute", REASON),
+        ("POST", f"/admin/groups/{group_id}/kick", {"userIDs": ["m1"]} | REASON),
+        ("POST", f"/admin/groups/{group_id}/dismiss", REASON),
+        ("GET", "/admin/messages", None),
+        ("POST", "/admin/messages/revoke", {"conversationID": a_message, "seq": 1} | REASON),
+        ("POST", "/admin/messages/delete", {"conversationID": a_message, "seqs": [1]} | REASON),
+        ("GET", "/admin/users/alice", None),
+        ("POST", "/admin/users/alice/force-logout", REASON),
+        ("POST", "/admin/users/alice/ban", REASON),
+        ("DELETE", "/admin/users/alice/ban", REASON),
+        ("GET", "/admin/bans", None),
+        ("GET", "/admin/audit?outcome=nothing", None),  # an audit read is recorded when it is not plain success
+    ]
+    for method, path, body in calls:
+        status, reply, _ = await call(
+            gateway, method, path, body, headers={"X-Request-ID": f"op{len(path)}-{method}"}
+        )
+        assert status == 200, (path, reply)
+    recorded = await audit_entries(gateway, limit="500")
+    operations = {e["operation"] for e in recorded}
+    assert operations >= {
+        "groups.list", "groups.info", "groups.members", "groups.mute", "groups.unmute", "groups.members.mute",
+        "groups.members.unmute", "groups.kick", "groups.dismiss", "messages.search", "messages.revoke",
+        "messages.delete", "users.info", "users.force_logout", "users.ban", "users.unban", "bans.list",
+    }  # fmt: skip
+    assert all(e["actor"] == "key:ops" and e["operationID"] for e in recorded)

@@ -161,6 +161,10 @@ def run_readme_client_steps(gateway: str) -> None:
     assert orjson.loads(self_info)["data"]["userID"] == "alice"
     assert orjson.loads(sent)["errCode"] == 0
     assert len(orjson.loads(sent)["data"]["serverMsgID"]) == 32
+    admin = {"Authorization": "Bearer dev-admin-key"}
+    request = urllib.request.Request(gateway + "/admin/users/alice", headers=admin)  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback test server
+        assert orjson.loads(response.read())["user"]["userID"] == "alice"
 
 
 def test_address_in_use_is_a_clear_error() -> None:
