@@ -427,9 +427,7 @@ async def test_every_admin_operation_writes_its_audit_record(gateway: Gateway, g
         ("GET", "/admin/audit?outcome=nothing", None),  # an audit read is recorded when it is not plain success
     ]
     for method, path, body in calls:
-        status, reply, _ = await call(
-            gateway, method, path, body, headers={"X-Request-ID": f"op{len(path)}-{method}"}
-        )
+        status, reply, _ = await call(gateway, method, path, body, headers={"X-Request-ID": f"op{len(path)}-{method}"})
         assert status == 200, (path, reply)
     recorded = await audit_entries(gateway, limit="500")
     operations = {e["operation"] for e in recorded}
