@@ -8,12 +8,13 @@ stream IDs of the form ``<ms>-<seq>``. State is lost when the process ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from .store import Message, Store, StoreError, StreamEntry, Subscription
+from .store import Message, PendingEntry, Store, StoreError, StreamEntry, Subscription
 
 _V = TypeVar("_V", bytes, dict[str, bytes], list[StreamEntry])
 
@@ -26,6 +27,9 @@ class MemoryStore(Store):
         self._expires: dict[str, float] = {}
         self._last_id = (0, 0)
         self._subscribers: dict[str, set[asyncio.Queue[Message]]] = {}
+        # (stream, group) -> [last delivered ID, {entry ID: (consumer, delivered at, deliveries)}]
+        self._groups: dict[tuple[str, str], list[Any]] = {}
+        self._appended = asyncio.Event()
         self._closed = False
 
     async def ping(self) -> None:
@@ -107,6 +111,8 @@ class MemoryStore(Store):
             entries = self._data[stream] = []
         entry = StreamEntry(self._next_id(), dict(fields))
         entries.append(entry)
+        self._appended.set()
+        self._appended = asyncio.Event()
         if max_len is not None and len(entries) > max_len:
             del entries[: len(entries) - max_len]
         return entry.id
@@ -120,6 +126,63 @@ class MemoryStore(Store):
         entries = self._lookup(stream, list) or []
         ceiling = _parse_id(before) if before else (float("inf"), 0)
         return [e for e in reversed(entries) if _parse_id(e.id) < ceiling][:count]
+
+    async def ensure_group(self, stream: str, group: str) -> None:
+        if self._lookup(stream, list) is None:
+            self._data[stream] = []
+        self._groups.setdefault((stream, group), [(0, 0), {}])
+
+    async def read_group(
+        self, stream: str, group: str, consumer: str, *, count: int, block: float | None = None
+    ) -> list[StreamEntry]:
+        state = self._group(stream, group)
+        fresh = [e for e in self._lookup(stream, list) or [] if _parse_id(e.id) > state[0]][:count]
+        if not fresh and block:
+            appended = self._appended
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(appended.wait(), block)
+            return await self.read_group(stream, group, consumer, count=count)
+        now = self._clock()
+        for entry in fresh:
+            state[0] = _parse_id(entry.id)
+            state[1][entry.id] = (consumer, now, 1)
+        return fresh
+
+    async def ack(self, stream: str, group: str, *ids: str) -> int:
+        pending = self._group(stream, group)[1]
+        return sum(1 for entry_id in ids if pending.pop(entry_id, None) is not None)
+
+    async def pending(self, stream: str, group: str, *, min_idle: float, count: int) -> list[PendingEntry]:
+        now = self._clock()
+        found = [
+            PendingEntry(entry_id, consumer, now - at, deliveries)
+            for entry_id, (consumer, at, deliveries) in self._group(stream, group)[1].items()
+            if now - at >= min_idle
+        ]
+        return sorted(found, key=lambda p: _parse_id(p.id))[:count]
+
+    async def claim(
+        self, stream: str, group: str, consumer: str, ids: Sequence[str], *, min_idle: float
+    ) -> list[StreamEntry]:
+        pending = self._group(stream, group)[1]
+        entries = {e.id: e for e in self._lookup(stream, list) or []}
+        now, claimed = self._clock(), []
+        for entry_id in ids:
+            if entry_id not in pending or now - pending[entry_id][1] < min_idle:
+                continue
+            if entry_id not in entries:
+                del pending[entry_id]  # trimmed away: nothing left to deliver
+                continue
+            pending[entry_id] = (consumer, now, pending[entry_id][2] + 1)
+            claimed.append(entries[entry_id])
+        return claimed
+
+    def _group(self, stream: str, group: str) -> list[Any]:
+        self._check_open()
+        state = self._groups.get((stream, group))
+        if state is None:
+            raise StoreError("NOGROUP: no such consumer group")
+        return state
 
     async def stream_length(self, stream: str) -> int:
         return len(self._lookup(stream, list) or [])

@@ -17,7 +17,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from .store import Message, Store, StoreError, StreamEntry, Subscription
+from .store import Message, PendingEntry, Store, StoreError, StreamEntry, Subscription
 
 CLUSTER_SUFFIX = "+cluster"
 
@@ -153,6 +153,68 @@ class RedisStore(Store):
             )
         return [StreamEntry(entry_id.decode(), {k.decode(): v for k, v in fields.items()}) for entry_id, fields in raw]
 
+    async def ensure_group(self, stream: str, group: str) -> None:
+        try:
+            with _translated():
+                await self._client.xgroup_create(stream, group, id="0", mkstream=True)
+        except StoreError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read_group(
+        self, stream: str, group: str, consumer: str, *, count: int, block: float | None = None
+    ) -> list[StreamEntry]:
+        with _translated():
+            replies = cast(
+                list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None,
+                await self._client.xreadgroup(
+                    group, consumer, {stream: ">"}, count=count, block=_ms(block) if block else None
+                ),
+            )
+        return [_entry(entry_id, fields) for _, entries in replies or [] for entry_id, fields in entries]
+
+    async def ack(self, stream: str, group: str, *ids: str) -> int:
+        if not ids:
+            return 0
+        with _translated():
+            return int(await self._client.xack(stream, group, *ids))
+
+    async def pending(self, stream: str, group: str, *, min_idle: float, count: int) -> list[PendingEntry]:
+        with _translated():
+            rows = cast(
+                list[dict[str, Any]],
+                await self._client.xpending_range(
+                    stream, group, min="-", max="+", count=count, idle=round(min_idle * 1000) or None
+                ),
+            )
+        return [
+            PendingEntry(
+                row["message_id"].decode(),
+                row["consumer"].decode(),
+                row["time_since_delivered"] / 1000,
+                row["times_delivered"],
+            )
+            for row in rows
+        ]
+
+    async def claim(
+        self, stream: str, group: str, consumer: str, ids: Sequence[str], *, min_idle: float
+    ) -> list[StreamEntry]:
+        if not ids:
+            return []
+        with _translated():
+            raw = cast(
+                list[tuple[bytes, dict[bytes, bytes] | None]],
+                await self._client.xclaim(
+                    stream, group, consumer, min_idle_time=round(min_idle * 1000), message_ids=list(ids)
+                ),
+            )
+        claimed = [_entry(entry_id, fields) for entry_id, fields in raw if fields]
+        trimmed = [entry_id.decode() for entry_id, fields in raw if not fields]
+        if trimmed:  # claimed IDs whose entries were trimmed away: nothing left to deliver
+            await self.ack(stream, group, *trimmed)
+        return claimed
+
     async def stream_length(self, stream: str) -> int:
         with _translated():
             return int(await self._client.xlen(stream))
@@ -167,6 +229,10 @@ class RedisStore(Store):
     async def close(self) -> None:
         with _translated():
             await self._client.aclose()
+
+
+def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> StreamEntry:
+    return StreamEntry(entry_id.decode(), {k.decode(): v for k, v in fields.items()})
 
 
 def _fields(mapping: Mapping[str, bytes]) -> dict[Any, Any]:

@@ -34,6 +34,16 @@ class StreamEntry:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class PendingEntry:
+    """A stream entry delivered to a consumer group and not acknowledged yet."""
+
+    id: str
+    consumer: str
+    idle: float  # seconds since it was last delivered
+    deliveries: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Message:
     channel: str
     data: bytes
@@ -128,6 +138,31 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def stream_length(self, stream: str) -> int: ...
+
+    # -- consumer groups (at-least-once processing of a stream) ----------------------------
+
+    @abc.abstractmethod
+    async def ensure_group(self, stream: str, group: str) -> None:
+        """Create the group (and the stream) if missing; a new group starts at the stream's first entry."""
+
+    @abc.abstractmethod
+    async def read_group(
+        self, stream: str, group: str, consumer: str, *, count: int, block: float | None = None
+    ) -> list[StreamEntry]:
+        """Entries never delivered to the group, now pending for ``consumer``; waits up to ``block`` s for one."""
+
+    @abc.abstractmethod
+    async def ack(self, stream: str, group: str, *ids: str) -> int: ...
+
+    @abc.abstractmethod
+    async def pending(self, stream: str, group: str, *, min_idle: float, count: int) -> list[PendingEntry]:
+        """Pending entries idle for at least ``min_idle`` seconds, oldest first."""
+
+    @abc.abstractmethod
+    async def claim(
+        self, stream: str, group: str, consumer: str, ids: Sequence[str], *, min_idle: float
+    ) -> list[StreamEntry]:
+        """Take pending entries over for ``consumer`` (a new delivery each); trimmed entries are dropped."""
 
     # -- pub/sub ---------------------------------------------------------------
 

@@ -211,3 +211,42 @@ async def test_stream_entries_come_back_newest_first_before_a_cursor(store: Stor
     assert [e.fields["n"] for e in older] == [b"2", b"1", b"0"]
     assert await store.read_range_reverse("log", before=ids[0], count=10) == []
     assert await store.read_range_reverse("nothing", count=10) == []
+
+
+async def test_a_consumer_group_delivers_each_entry_once_until_claimed(store: Store, advance: Advance) -> None:
+    await store.ensure_group("events", "workers")
+    await store.ensure_group("events", "workers")  # idempotent
+    first = await store.append("events", {"n": b"1"})
+    await store.append("events", {"n": b"2"})
+    batch = await store.read_group("events", "workers", "c1", count=10)
+    assert [e.fields["n"] for e in batch] == [b"1", b"2"]
+    assert await store.read_group("events", "workers", "c2", count=10) == [], "delivered once per group"
+    assert await store.ack("events", "workers", first) == 1
+    assert await store.pending("events", "workers", min_idle=10, count=10) == []
+    await advance(0.3)
+    [stale] = await store.pending("events", "workers", min_idle=0.2, count=10)
+    assert (stale.consumer, stale.deliveries) == ("c1", 1)
+    [claimed] = await store.claim("events", "workers", "c2", [stale.id], min_idle=0.2)
+    assert claimed.fields["n"] == b"2"
+    [again] = await store.pending("events", "workers", min_idle=0, count=10)
+    assert (again.consumer, again.deliveries) == ("c2", 2)
+    assert await store.claim("events", "workers", "c3", [stale.id], min_idle=0.2) == [], "not idle long enough"
+
+
+async def test_a_group_read_waits_for_an_append(store: Store) -> None:
+    await store.ensure_group("later", "workers")
+
+    async def append_soon() -> None:
+        await asyncio.sleep(0.05)
+        await store.append("later", {"n": b"x"})
+
+    appending = asyncio.create_task(append_soon())
+    batch = await store.read_group("later", "workers", "c1", count=10, block=1.0)
+    await appending
+    assert [e.fields["n"] for e in batch] == [b"x"]
+    assert await store.read_group("later", "workers", "c1", count=10, block=0.05) == []
+
+
+async def test_reading_a_missing_group_is_a_store_error(store: Store) -> None:
+    with pytest.raises(StoreError):
+        await store.read_group("nogroup", "workers", "c1", count=1)
