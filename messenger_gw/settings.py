@@ -144,6 +144,19 @@ class AdminSettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    secrets: tuple[Secret, ...]  # none: the receiver is off (every path 404)
+    allowed_networks: tuple[Network, ...]  # none: any sender address
+    max_body_bytes: int
+    block_errcode: int  # what OpenIM's API caller receives when a before-callback blocks
+    fail_open: bool  # when a rule cannot be evaluated (the store is down)
+    banned_words_file: Path | None
+    flagged_words_file: Path | None
+    max_messages_per_minute: int  # per sender, across replicas; 0 = no limit
+    spool_dir: Path
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     dev: bool
     listen: HostPort
@@ -167,6 +180,7 @@ class Settings:
     route_table: Path | None  # None: the table shipped in the package
     max_body_bytes: int
     admin: AdminSettings
+    webhooks: WebhookSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, dev: bool) -> Settings:
@@ -254,6 +268,21 @@ class Settings:
                 jwt_role_claim=env.read("ADMIN_JWT_ROLE_CLAIM", _claim_value, default="roles"),
                 audit_max_entries=env.read("AUDIT_MAX_ENTRIES", _integer(1000, 100_000_000), default="1000000"),
             ),
+            webhooks=WebhookSettings(
+                secrets=env.read("WEBHOOK_SECRETS", _webhook_secrets, default=""),
+                allowed_networks=env.read("WEBHOOK_ALLOWED_CIDRS", _networks, default=""),
+                max_body_bytes=env.read("WEBHOOK_MAX_BODY_BYTES", _integer(1024, 16 * 1024 * 1024), default="262144"),
+                block_errcode=env.read("WEBHOOK_BLOCK_ERRCODE", _integer(1, 2_000_000_000), default="20001"),
+                fail_open=env.read("WEBHOOK_FAIL_POLICY", _choice("open", "closed"), default="open") == "open",
+                banned_words_file=env.read_optional("WEBHOOK_BANNED_WORDS_FILE", _readable_file, required_because=None),
+                flagged_words_file=env.read_optional(
+                    "WEBHOOK_FLAGGED_WORDS_FILE", _readable_file, required_because=None
+                ),
+                max_messages_per_minute=env.read(
+                    "WEBHOOK_MAX_MESSAGES_PER_MINUTE", _integer(0, 1_000_000), default="0"
+                ),
+                spool_dir=env.read("WEBHOOK_SPOOL_DIR", Path, default="webhook-spool"),
+            ),
         )
         if production and settings.login.dev_otp_code is not None:
             raise ConfigError(PREFIX + "DEV_OTP_CODE", "is only allowed in dev mode (`messenger-gw dev`)")
@@ -309,6 +338,16 @@ class Settings:
         yield PREFIX + "ADMIN_API_KEYS", ", ".join(k.name for k in admin.api_keys) or "(none)"
         yield PREFIX + "ADMIN_JWT_ROLE", f"{admin.jwt_role} in claim {admin.jwt_role_claim}"
         yield PREFIX + "AUDIT_MAX_ENTRIES", str(admin.audit_max_entries)
+        hooks = self.webhooks
+        yield PREFIX + "WEBHOOK_SECRETS", f"{len(hooks.secrets)} secret(s)" if hooks.secrets else "(none: receiver off)"
+        yield PREFIX + "WEBHOOK_ALLOWED_CIDRS", ",".join(map(str, hooks.allowed_networks)) or "(any sender)"
+        yield PREFIX + "WEBHOOK_MAX_BODY_BYTES", str(hooks.max_body_bytes)
+        yield PREFIX + "WEBHOOK_BLOCK_ERRCODE", str(hooks.block_errcode)
+        yield PREFIX + "WEBHOOK_FAIL_POLICY", "open" if hooks.fail_open else "closed"
+        yield PREFIX + "WEBHOOK_BANNED_WORDS_FILE", str(hooks.banned_words_file or "(none)")
+        yield PREFIX + "WEBHOOK_FLAGGED_WORDS_FILE", str(hooks.flagged_words_file or "(none)")
+        yield PREFIX + "WEBHOOK_MAX_MESSAGES_PER_MINUTE", str(hooks.max_messages_per_minute or "(no limit)")
+        yield PREFIX + "WEBHOOK_SPOOL_DIR", str(hooks.spool_dir)
         if self.dev:
             yield PREFIX + "DEV_SANDBOX_LISTEN", str(self.dev_sandbox_listen)
 
@@ -439,6 +478,17 @@ def _admin_keys(raw: str) -> tuple[AdminKey, ...]:
     if len({k.name for k in keys}) != len(keys):
         raise ValueError("each admin key needs its own name")
     return tuple(keys)
+
+
+def _webhook_secrets(raw: str) -> tuple[Secret, ...]:
+    secrets = tuple(Secret(part.strip()) for part in raw.split(",") if part.strip())
+    for secret in secrets:
+        value = secret.reveal()
+        if len(value) < 16 or not all(c.isalnum() or c in "-_" for c in value):
+            raise ValueError(
+                "each secret must be at least 16 characters of letters, digits, '-' or '_' (a URL path segment)"
+            )
+    return secrets
 
 
 def _claim_value(raw: str) -> str:

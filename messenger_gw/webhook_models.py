@@ -1,0 +1,381 @@
+"""Typed models of OpenIM's webhook callbacks (contract, sections 8.4 and 8.5).
+
+Every ``callbackCommand`` OpenIM v3.8.3 sends maps to a model here. Quirks
+handled: the after-revoke event is ``callbackBeforeAfterMsgCommand``;
+``groupType`` in after-dismiss is ``string(int32)``, a control character
+(U+0002 for 2); ``initMemberList`` in after-create lists members twice;
+``content`` is the message content as a JSON *string*; ``connID`` is empty.
+A command not listed is still accepted (as :class:`UnknownEvent`) and stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any, ClassVar, Literal
+
+import orjson
+
+
+class InvalidEvent(ValueError):
+    """The body does not have the shape its command promises."""
+
+
+def _str(body: dict[str, Any], name: str) -> str:
+    value = body.get(name, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidEvent(f"{name} must be a string")
+    return value
+
+
+def _int(body: dict[str, Any], name: str) -> int:
+    value = body.get(name, 0)
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidEvent(f"{name} must be an integer")
+    return value
+
+
+def _strs(body: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = body.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidEvent(f"{name} must be a list of strings")
+    return tuple(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """A callback: its command and its body as received."""
+
+    command: str
+    body: dict[str, Any]
+    identity_fields: ClassVar[tuple[str, ...]] = ("operationID",)
+
+    @classmethod
+    def parse(cls, command: str, body: dict[str, Any]) -> Event:
+        return cls(command, body)
+
+    @property
+    def key(self) -> str:
+        """What makes two deliveries the same event: the command and an ID OpenIM gave it."""
+        for name in self.identity_fields:
+            value = self.body.get(name)
+            if isinstance(value, str | int) and value != "":
+                return f"{self.command}:{name}={value}"
+        # No ID in this body: the body itself (OpenIM resends it byte for byte).
+        return (
+            f"{self.command}:sha256={hashlib.sha256(orjson.dumps(self.body, option=orjson.OPT_SORT_KEYS)).hexdigest()}"
+        )
+
+    @property
+    def users(self) -> tuple[str, ...]:
+        """The users this event is about, for ban checks."""
+        return ()
+
+
+@dataclasses.dataclass(frozen=True)
+class MessageEvent(Event):
+    """before/afterSendSingleMsg, before/afterSendGroupMsg, beforeMsgModify."""
+
+    send_id: str = ""
+    recv_id: str = ""
+    group_id: str = ""
+    server_msg_id: str = ""
+    client_msg_id: str = ""
+    sender_platform_id: int = 0
+    session_type: int = 0
+    content_type: int = 0
+    content: str = ""  # the content as a JSON string, not base64
+    send_time: int = 0
+    identity_fields: ClassVar[tuple[str, ...]] = ("serverMsgID", "clientMsgID", "operationID")
+
+    @classmethod
+    def parse(cls, command: str, body: dict[str, Any]) -> Event:
+        return cls(
+            command,
+            body,
+            send_id=_str(body, "sendID"),
+            recv_id=_str(body, "recvID"),
+            group_id=_str(body, "groupID"),
+            server_msg_id=_str(body, "serverMsgID"),
+            client_msg_id=_str(body, "clientMsgID"),
+            sender_platform_id=_int(body, "senderPlatformID"),
+            session_type=_int(body, "sessionType"),
+            content_type=_int(body, "contentType"),
+            content=_str(body, "content"),
+            send_time=_int(body, "sendTime"),
+        )
+
+    @property
+    def users(self) -> tuple[str, ...]:
+        return (self.send_id,) if self.send_id else ()
+
+    @property
+    def text(self) -> str:
+        """The human-readable text of a text (101) or @ (106) message; empty for other content."""
+        if self.content_type not in (101, 106) or not self.content:
+            return ""
+        try:
+            content = orjson.loads(self.content)
+        except orjson.JSONDecodeError:
+            return self.content
+        if not isinstance(content, dict):
+            return ""
+        text = content.get("content") if self.content_type == 101 else content.get("text")
+        return text if isinstance(text, str) else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RevokeEvent(Event):
+    """afterRevokeMsg, sent as ``callbackBeforeAfterMsgCommand``."""
+
+    conversation_id: str = ""
+    seq: int = 0
+    user_id: str = ""
+
+    @classmethod
+    def parse(cls, command: str, body: dict[str, Any]) -> Event:
+        return cls(
+            command,
+            body,
+            conversation_id=_str(body, "conversationID"),
+            seq=_int(body, "seq"),
+            user_id=_str(body, "userID"),
+        )
+
+    @property
+    def key(self) -> str:
+        return f"{self.command}:{self.conversation_id}:{self.seq}"
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupCreateEvent(Event):
+    """before/afterCreateGroup. The after version lists every member twice; ``members`` lists each once."""
+
+    group_id: str = ""
+    owner_user_id: str = ""
+    creator_user_id: str = ""
+    members: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, command: str, body: dict[str, Any]) -> Event:
+        listed = body.get("initMemberList") or []
+        if not isinstance(listed, list) or not all(isinstance(m, dict) for m in listed):
+            raise InvalidEvent("initMemberList must be a list of objects")
+        members = tuple(dict.fromkeys(_str(m, "userID") for m in listed))
+        return cls(
+            command,
+            body,
+            group_id=_str(body, "groupID"),
+            owner_user_id=_str(body, "ownerUserID"),
+            creator_user_id=_str(body, "creatorUserID"),
+            members=members,
+        )
+
+    @property
+    def key(self) -> str:
+        return f"{self.command}:{self.group_id}" if self.group_id else super().key
+
+    @property
+    def users(self) -> tuple[str, ...]:
+        return tuple(u for u in (self.owner_user_id, self.creator_user_id) if u)
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupKickEvent(Event):
+    """afterKickGroupMember."""
+
+    group_id: str = ""
+    kicked_user_ids: tuple[str, ...] = ()
+    reason: str = ""
+
+    @classmethod
+    def parse(cls, command: str, body: dict[str, Any]) -> Event:
+        return cls(
+            command,
+            body,
+            group_id=_str(body, "groupID"),
+            kicked_user_ids=_strs(body, "kickedUserIDs"),
+            reason=_str(body, "reason"),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupDismissEvent(Event):
+    """afterDismissGroup: ``groupType`` arrives as ``string(int32)``, e.g. "\\u0002" for 2."""
+
+    group_id: str = ""
+    owner_id: str = ""
+    group_type: int = 0
+    member_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, command: str, body: dict[str, Any]) -> Event:
+        raw_type = body.get("groupType", "")
+        if isinstance(raw_type, str):
+            group_type = ord(raw_type) if len(raw_type) == 1 else 0
+        elif isinstance(raw_type, int) and not isinstance(raw_type, bool):
+            group_type = raw_type
+        else:
+            raise InvalidEvent("groupType must be a one-character string")
+        return cls(
+            command,
+            body,
+            group_id=_str(body, "groupID"),
+            owner_id=_str(body, "ownerID"),
+            group_type=group_type,
+            member_ids=_strs(body, "membersID"),
+        )
+
+    @property
+    def key(self) -> str:
+        return f"{self.command}:{self.group_id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupMemberEvent(Event):
+    """Quit, join, invite, member-join, transfer, set-member-info, set-group-info callbacks."""
+
+    group_id: str = ""
+    user_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, command: str, body: dict[str, Any]) -> Event:
+        users: list[str] = [u for u in (_str(body, "userID"), _str(body, "inviterUserID")) if u]
+        users += _strs(body, "invitedUserIDs")
+        members = body.get("memberList") or []
+        if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+            raise InvalidEvent("memberList must be a list of objects")
+        users += [_str(m, "userID") for m in members]
+        return cls(command, body, group_id=_str(body, "groupID"), user_ids=tuple(dict.fromkeys(users)))
+
+    @property
+    def users(self) -> tuple[str, ...]:
+        return self.user_ids
+
+
+@dataclasses.dataclass(frozen=True)
+class UserRegisterEvent(Event):
+    """before/afterUserRegister: ``users`` are UserInfo objects."""
+
+    user_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, command: str, body: dict[str, Any]) -> Event:
+        users = body.get("users") or []
+        if not isinstance(users, list) or not all(isinstance(u, dict) for u in users):
+            raise InvalidEvent("users must be a list of objects")
+        return cls(command, body, user_ids=tuple(_str(u, "userID") for u in users))
+
+    @property
+    def users(self) -> tuple[str, ...]:
+        return self.user_ids
+
+
+@dataclasses.dataclass(frozen=True)
+class UserStatusEvent(Event):
+    """afterUserOnline / afterUserOffline / afterUserKickOff (``connID`` is always empty)."""
+
+    user_id: str = ""
+    platform_id: int = 0
+    seq: int = 0  # the time in ms
+
+    @classmethod
+    def parse(cls, command: str, body: dict[str, Any]) -> Event:
+        return cls(
+            command, body, user_id=_str(body, "userID"), platform_id=_int(body, "platformID"), seq=_int(body, "seq")
+        )
+
+    @property
+    def key(self) -> str:
+        return f"{self.command}:{self.user_id}:{self.platform_id}:{self.seq}"
+
+
+@dataclasses.dataclass(frozen=True)
+class UserEvent(Event):
+    """Other user-centred callbacks (profile updates, friends, blacklist, read receipts, pushes)."""
+
+    user_id: str = ""
+
+    @classmethod
+    def parse(cls, command: str, body: dict[str, Any]) -> Event:
+        user = _str(body, "userID") or _str(body, "fromUserID") or _str(body, "ownerUserID") or _str(body, "sendID")
+        return cls(command, body, user_id=user)
+
+    @property
+    def users(self) -> tuple[str, ...]:
+        return (self.user_id,) if self.user_id else ()
+
+
+@dataclasses.dataclass(frozen=True)
+class UnknownEvent(Event):
+    """A command this gateway does not know: accepted, counted and stored as it came."""
+
+
+Kind = Literal["before", "after"]
+
+COMMANDS: dict[str, tuple[Kind, type[Event]]] = {
+    # Messages
+    "callbackBeforeSendSingleMsgCommand": ("before", MessageEvent),
+    "callbackAfterSendSingleMsgCommand": ("after", MessageEvent),
+    "callbackBeforeSendGroupMsgCommand": ("before", MessageEvent),
+    "callbackAfterSendGroupMsgCommand": ("after", MessageEvent),
+    "callbackBeforeMsgModifyCommand": ("before", MessageEvent),
+    "callbackAfterSingleMsgReadCommand": ("after", UserEvent),
+    "callbackAfterGroupMsgReadCommand": ("after", UserEvent),
+    "callbackBeforeAfterMsgCommand": ("after", RevokeEvent),  # afterRevokeMsg (sic)
+    # Online status and push
+    "callbackAfterUserOnlineCommand": ("after", UserStatusEvent),
+    "callbackAfterUserOfflineCommand": ("after", UserStatusEvent),
+    "callbackAfterUserKickOffCommand": ("after", UserStatusEvent),
+    "callbackBeforeOfflinePushCommand": ("before", UserEvent),
+    "callbackBeforeOnlinePushCommand": ("before", UserEvent),
+    "callbackBeforeGroupOnlinePushCommand": ("before", UserEvent),
+    # Users
+    "callbackBeforeUserRegisterCommand": ("before", UserRegisterEvent),
+    "callbackAfterUserRegisterCommand": ("after", UserRegisterEvent),
+    "callbackBeforeUpdateUserInfoCommand": ("before", UserEvent),
+    "callbackAfterUpdateUserInfoCommand": ("after", UserEvent),
+    "callbackBeforeUpdateUserInfoExCommand": ("before", UserEvent),
+    "callbackAfterUpdateUserInfoExCommand": ("after", UserEvent),
+    # Groups
+    "callbackBeforeCreateGroupCommand": ("before", GroupCreateEvent),
+    "callbackAfterCreateGroupCommand": ("after", GroupCreateEvent),
+    "callbackBeforeMembersJoinGroupCommand": ("before", GroupMemberEvent),
+    "callbackBeforeSetGroupMemberInfoCommand": ("before", GroupMemberEvent),
+    "callbackAfterSetGroupMemberInfoCommand": ("after", GroupMemberEvent),
+    "callbackAfterQuitGroupCommand": ("after", GroupMemberEvent),
+    "callbackAfterKickGroupCommand": ("after", GroupKickEvent),
+    "callbackAfterDisMissGroupCommand": ("after", GroupDismissEvent),
+    "callbackBeforeJoinGroupCommand": ("before", GroupMemberEvent),
+    "callbackAfterJoinGroupCommand": ("after", GroupMemberEvent),
+    "callbackAfterTransferGroupOwnerCommand": ("after", GroupMemberEvent),
+    "callbackBeforeInviteJoinGroupCommand": ("before", GroupMemberEvent),
+    "callbackBeforeSetGroupInfoCommand": ("before", GroupMemberEvent),
+    "callbackAfterSetGroupInfoCommand": ("after", GroupMemberEvent),
+    "callbackBeforeSetGroupInfoExCommand": ("before", GroupMemberEvent),
+    "callbackAfterSetGroupInfoExCommand": ("after", GroupMemberEvent),
+    # Friends and blacklist
+    "callbackBeforeAddFriendCommand": ("before", UserEvent),
+    "callbackAfterAddFriendCommand": ("after", UserEvent),
+    "callbackBeforeAddFriendAgreeCommand": ("before", UserEvent),
+    "callbackAfterAddFriendAgreeCommand": ("after", UserEvent),
+    "callbackAfterDeleteFriendCommand": ("after", UserEvent),
+    "callbackBeforeImportFriendsCommand": ("before", UserEvent),
+    "callbackAfterImportFriendsCommand": ("after", UserEvent),
+    "callbackBeforeSetFriendRemarkCommand": ("before", UserEvent),
+    "callbackAfterSetFriendRemarkCommand": ("after", UserEvent),
+    "callbackBeforeAddBlackCommand": ("before", UserEvent),
+    "callbackAfterRemoveBlackCommand": ("after", UserEvent),
+}
+
+
+def parse_event(command: str, body: dict[str, Any]) -> tuple[Kind, Event]:
+    """The kind and typed model of a callback; an unknown command is an after-event kept as it came."""
+    kind, model = COMMANDS.get(command, ("after", UnknownEvent))
+    return kind, model.parse(command, body)
