@@ -1,0 +1,70 @@
+"""Banned and flagged word lists, read from a file and re-read when it changes (no restart).
+
+One rule a line: a word or phrase, matched case-insensitively as a whole word;
+or ``re:<pattern>``, a Python regular expression searched case-insensitively.
+Blank lines and lines starting with ``#`` are ignored. The file's modification
+time is checked at most every ``RECHECK_SECONDS``; a file that stops parsing
+keeps the last good rules (and says so in the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+RECHECK_SECONDS = 2.0
+
+
+def compile_rules(text: str) -> re.Pattern[str] | None:
+    parts = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        rule = line.strip()
+        if not rule or rule.startswith("#"):
+            continue
+        if rule.startswith("re:"):
+            try:
+                re.compile(rule[3:])
+            except re.error as exc:
+                raise ValueError(f"line {number}: {exc}") from None
+            parts.append(f"(?:{rule[3:]})")
+        else:
+            parts.append(rf"(?<!\w){re.escape(rule)}(?!\w)")
+    return re.compile("|".join(parts), re.IGNORECASE) if parts else None
+
+
+class WordRules:
+    def __init__(self, path: Path | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._path = path
+        self._clock = clock
+        self._pattern: re.Pattern[str] | None = None
+        self._mtime: float | None = None
+        self._checked = float("-inf")
+        self._reload()
+
+    def match(self, text: str) -> bool:
+        if self._path is None or not text:
+            return False
+        if self._clock() - self._checked >= RECHECK_SECONDS:
+            self._reload()
+        return self._pattern is not None and self._pattern.search(text) is not None
+
+    def _reload(self) -> None:
+        self._checked = self._clock()
+        if self._path is None:
+            return
+        try:
+            mtime = os.stat(self._path).st_mtime
+            if mtime == self._mtime:
+                return
+            pattern = compile_rules(self._path.read_text())
+        except (OSError, ValueError) as exc:
+            log.error("word list %s not (re)loaded, keeping the previous rules: %s", self._path, exc)
+            return
+        self._pattern, self._mtime = pattern, mtime
+        log.info("word list loaded", extra={"path": str(self._path)})
