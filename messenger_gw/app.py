@@ -39,7 +39,11 @@ from .redis_store import RedisStore
 from .route_policy import ROUTE_TABLE, RouteTable
 from .sessions import SESSIONS, Sessions
 from .settings import SETTINGS, Settings
+from .spool import Spool
 from .store import STORE, Store
+from .webhook_consumer import WEBHOOK_CONSUMER, WebhookConsumer, consuming
+from .webhooks import WEBHOOK_RECEIVER, WebhookReceiver, create_webhook_app, replaying
+from .word_rules import WordRules
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -63,6 +67,7 @@ def create_app(settings: Settings) -> web.Application:
     auth_routes.add_routes(app)
     im_proxy.add_routes(app)
     app.add_subapp("/admin/", create_admin_app())
+    app.add_subapp("/webhooks/openim/", create_webhook_app())
     return app
 
 
@@ -123,7 +128,19 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AUDIT_LOG] = AuditLog(store, max_entries=settings.admin.audit_max_entries)
     app[MODERATION] = moderation = Moderation(store, app[OPENIM], app[ADMIN_TOKENS], sessions, im_tokens, bans)
     app[auth_routes.HANDSHAKE_RATE_LIMIT] = RateLimit(store, "handshake", settings.handshake_rate_limit)
-    async with aiohttp.ClientSession() as user_service, retrying(moderation):
+    hooks = settings.webhooks
+    app[WEBHOOK_RECEIVER] = receiver = WebhookReceiver(
+        hooks, store, bans, metrics=metrics, spool=Spool(hooks.spool_dir)
+    )
+    app[WEBHOOK_CONSUMER] = consumer = WebhookConsumer(
+        store, app[AUDIT_LOG], WordRules(hooks.flagged_words_file), metrics=metrics
+    )
+    async with (
+        aiohttp.ClientSession() as user_service,
+        retrying(moderation),
+        replaying(receiver),
+        consuming(consumer),
+    ):
         app[IDENTITY_VERIFIER] = _identity_verifier(settings, user_service)
         yield
 

@@ -87,6 +87,31 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.webhook_requests = Counter(
+            "messenger_gw_webhook_requests",
+            "Webhook calls from OpenIM, by callbackCommand and outcome"
+            " (allowed, blocked_*, stored, spooled, rejected_*, wrong_secret, wrong_address).",
+            ["command", "outcome"],
+            registry=r,
+        )
+        self.webhook_rule_failures = Counter(
+            "messenger_gw_webhook_rule_failures",
+            "before-callbacks whose rules could not be evaluated (store down), by the policy applied.",
+            ["policy"],
+            registry=r,
+        )
+        self.webhook_events = Counter(
+            "messenger_gw_webhook_events",
+            "after-events processed, by callbackCommand, content type and session type (empty when not a message).",
+            ["command", "content_type", "session_type"],
+            registry=r,
+        )
+        self.webhook_dead_letters = Counter(
+            "messenger_gw_webhook_dead_letters",
+            "after-events moved to the dead-letter stream after repeated failures, by callbackCommand.",
+            ["command"],
+            registry=r,
+        )
         self.admin_token_refreshes = Counter(
             "messenger_gw_admin_token_refreshes",
             "Attempts to obtain OpenIM's admin token, by outcome (ok, error).",
