@@ -208,7 +208,7 @@ async def receive(request: web.Request) -> web.Response:
     receiver, settings = config[WEBHOOK_RECEIVER], config[SETTINGS].webhooks
     command = request.match_info["command"]
     if request.content_length is not None and request.content_length > settings.max_body_bytes:
-        await receiver.reject(command, "too_large", b"")
+        await receiver.reject(command, "too_large", await request.content.read(REJECTED_BODY_BYTES))
         raise _TooLarge("The body is too large")
     raw = await request.content.read(settings.max_body_bytes + 1)
     if len(raw) > settings.max_body_bytes:
