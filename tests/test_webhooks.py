@@ -68,6 +68,7 @@ async def gateway(start_gateway: StartGateway, word_files: dict[str, str], tmp_p
         WEBHOOK_BLOCK_ERRCODE=str(BLOCK),
         WEBHOOK_MAX_MESSAGES_PER_MINUTE="3",
         WEBHOOK_SPOOL_DIR=str(tmp_path / "spool"),
+        PHASE="4",
         **word_files,
     )
 
@@ -98,19 +99,13 @@ def stream(redis: RedisProcess, name: str) -> list[dict[bytes, bytes]]:
 
 
 async def drain(gateway: Gateway) -> None:
-    """Let the app's consumer catch up with the stream."""
-    consumer = gateway.app[WEBHOOK_CONSUMER]
+    """Until the consumers (the app's own and this one) have handled and acknowledged everything."""
+    consumer, store = gateway.app[WEBHOOK_CONSUMER], gateway.app[STORE]
     async with asyncio.timeout(5):
-        while True:
-            pending = await gateway.app[STORE].pending(STREAM, GROUP, min_idle=0, count=10)
-            length = await gateway.app[STORE].stream_length(STREAM)
-            if not pending and length and await _all_delivered(gateway):
-                return
-            await consumer.step(block=0.05)
-
-
-async def _all_delivered(gateway: Gateway) -> bool:
-    return not await gateway.app[STORE].read_range_reverse(STREAM, count=1) or True
+        busy = True
+        while busy:  # a step that handled nothing, with nothing pending: caught up
+            handled = await consumer.step(block=0.05)
+            busy = bool(handled or await store.pending(STREAM, GROUP, min_idle=0, count=1))
 
 
 # -- who may call, and what ------------------------------------------------------------------------------
@@ -399,3 +394,50 @@ async def test_events_arriving_while_the_store_is_down_are_spooled_and_replayed(
     assert await receiver.spool.replay(receiver.append) == 3
     assert [e.fields["key"] for e in await store.read_range(STREAM, count=10)] == [b"k0", b"k1", b"k2"]
     assert receiver.spool.pending() == 0
+
+
+# -- end to end: the sandbox fires OpenIM's callbacks at the gateway ---------------------------------------
+
+
+async def test_end_to_end_a_banned_word_is_refused_and_a_clean_message_recorded(
+    gateway: Gateway, sandbox: Any, clean_redis: RedisProcess
+) -> None:
+    from .conftest import GOOD_CODE
+
+    sandbox.webhook_url = f"{gateway.url}/webhooks/openim/{SECRET}"
+    sandbox.add_user("bob", nickname="bob")
+    async with gateway.client() as alice:
+        await alice.handshake(platform_id=5)
+        await alice.login({"userID": "alice", "code": GOOD_CODE})
+        text = {"recvID": "bob", "contentType": 101, "sessionType": 1}
+        refused = await alice.request("POST", "/im/msg/send_msg", text | {"content": {"content": "a scam offer"}})
+        assert refused.status == 200, "OpenIM's own answer, passed on"
+        assert refused.json() == {"errCode": BLOCK, "errMsg": "the message contains a banned word", "errDlt": ""}
+        sent = await alice.request("POST", "/im/msg/send_msg", text | {"content": {"content": "lunch at noon?"}})
+        assert sent.json()["errCode"] == 0
+    assert [m["sendID"] for m in sandbox.messages["si_alice_bob"]] == ["alice"], "only the clean message was stored"
+    await sandbox.webhooks.flush()
+    await drain(gateway)
+    commands = [f[b"command"] for f in stream(clean_redis, STREAM)]
+    assert b"callbackAfterSendSingleMsgCommand" in commands
+    assert b"callbackAfterUserRegisterCommand" in commands, "alice's registration at login"
+    metrics = gateway.app[METRICS]
+    assert (
+        sample(
+            metrics,
+            "messenger_gw_webhook_events_total",
+            command="callbackAfterSendSingleMsgCommand",
+            content_type="101",
+            session_type="1",
+        )
+        == 1
+    )
+    assert (
+        sample(
+            metrics,
+            "messenger_gw_webhook_requests_total",
+            command="callbackBeforeSendSingleMsgCommand",
+            outcome="blocked_banned_word",
+        )
+        == 1
+    )

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
+import aiohttp
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -21,7 +22,8 @@ from aiohttp.web_response import ContentCoding
 from . import auth_routes, conversation_routes, group_routes, msg_routes, user_routes  # noqa: F401 - they register routes
 from .envelope import Body, CodeError, envelope
 from .routing import ROUTES, TOKEN_FREE_PREFIXES
-from .state import Caller, Sandbox
+from .state import OPERATION_ID, Caller, Sandbox
+from .webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +39,21 @@ CORS_HEADERS = {
 def create_sandbox_app(sandbox: Sandbox | None = None, *, middlewares: Sequence[Middleware] = ()) -> web.Application:
     """The sandbox app; ``middlewares`` let tests record or reshape what reaches "OpenIM"."""
     app = web.Application(middlewares=middlewares)
-    app[SANDBOX] = sandbox or Sandbox()
+    app[SANDBOX] = sandbox = sandbox or Sandbox()
+    app.cleanup_ctx.append(_webhook_sender)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
+
+
+async def _webhook_sender(app: web.Application) -> AsyncIterator[None]:
+    sandbox = app[SANDBOX]
+    async with aiohttp.ClientSession() as session:
+        sender = WebhookSender(session)
+        sender.url = sandbox.webhook_url
+        sandbox.webhooks = sender
+        yield
+        await sender.flush()
+        sandbox.webhooks = None
 
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
@@ -51,6 +65,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     try:
         if request.method == "POST":
             sandbox.calls[path] += 1
+            OPERATION_ID.set(request.headers.get("operationID", ""))
             if not request.headers.get("operationID"):
                 raise CodeError.local(1001)
             if not path.startswith(TOKEN_FREE_PREFIXES):

@@ -93,6 +93,10 @@ def create_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     _sync_count(sb, group_id)
     if who.user_id not in roles:
         sb.groups[group_id]["memberCount"] += 1  # quirk: the operator is counted though not a member
+    # Quirk: the after version lists owner and admins, then every ID again at 20, operator included.
+    listed = [{"userID": u, "roleLevel": r} for u, r in roles.items() if r != MEMBER]
+    listed += [{"userID": u, "roleLevel": MEMBER} for u in dict.fromkeys([*members, *admins, owner, who.user_id])]
+    sb.after("callbackAfterCreateGroupCommand", dict(sb.groups[group_id]) | {"initMemberList": listed})
     return {"groupInfo": dict(sb.groups[group_id])}
 
 
@@ -175,6 +179,9 @@ def kick_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     for user_id in kicked:
         del members[user_id]
     _sync_count(sb, group_id)
+    sb.after(
+        "callbackAfterKickGroupCommand", {"groupID": group_id, "kickedUserIDs": kicked, "reason": body.string("reason")}
+    )
     return None
 
 
@@ -192,6 +199,7 @@ def quit_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
         raise CodeError(1004, "not in group")
     del sb.members[group_id][user_id]
     _sync_count(sb, group_id)
+    sb.after("callbackAfterQuitGroupCommand", {"groupID": group_id, "userID": user_id})
     return None
 
 
@@ -209,6 +217,9 @@ def dismiss_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     if delete_members:
         sb.members[group_id] = {}
         _sync_count(sb, group_id)
+    # Quirk: groupType is Go's string(int32): 2 arrives as the control character U+0002.
+    dismissed = {"groupID": group_id, "ownerID": group["ownerUserID"], "groupType": chr(group["groupType"])}
+    sb.after("callbackAfterDisMissGroupCommand", dismissed | {"membersID": list(sb.members[group_id]) or None})
     return None
 
 

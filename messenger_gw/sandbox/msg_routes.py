@@ -11,7 +11,7 @@ import orjson
 
 from .envelope import Body, CodeError
 from .routing import caller_of, check, require_self_or_admin, route
-from .state import Caller, Sandbox
+from .state import OPERATION_ID, Caller, Sandbox
 
 # getSendMsgReq: the contentTypes send_msg accepts over REST, and each one's required fields.
 REQUIRED_CONTENT_FIELDS: dict[int, tuple[str, ...]] = {
@@ -39,7 +39,7 @@ def get_server_time(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
 
 
 @route("/msg/send_msg")
-def send_msg(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+async def send_msg(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     if not caller_of(caller).is_admin:
         raise CodeError(1002, "", msg="only app manager can send message")  # checked in the API process
     send_id, content_type, session_type = (
@@ -122,12 +122,44 @@ def send_msg(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
         "attachedInfo": "",
         "ex": body.string("ex"),
     }
+    single = session_type in (1, 4)
+    callback = _message_callback(msg, content)
+    if not sb.is_admin(send_id) and not 1000 <= content_type <= 5000:
+        # Skipped for admin senders and notifications (contract 8.5).
+        await sb.before(
+            "callbackBeforeSendSingleMsgCommand" if single else "callbackBeforeSendGroupMsgCommand", callback
+        )
     sb.messages.setdefault(conversation_id, []).append(msg)
+    sb.after("callbackAfterSendSingleMsgCommand" if single else "callbackAfterSendGroupMsgCommand", callback)
     for owner in owners:
         sb.touch_conversation(
             owner, conversation_id, session_type=session_type, peer=peer_of.get(owner, ""), group=group_id
         )
     return {"serverMsgID": msg["serverMsgID"], "clientMsgID": msg["clientMsgID"], "sendTime": send_time}
+
+
+def _message_callback(msg: dict[str, Any], content: dict[str, Any]) -> dict[str, Any]:
+    """CommonCallbackReq + recvID or groupID, in OpenIM's field order; content is a JSON string."""
+    body = {
+        "sendID": msg["sendID"],
+        "serverMsgID": msg["serverMsgID"],
+        "clientMsgID": msg["clientMsgID"],
+        "operationID": OPERATION_ID.get(),
+        "senderPlatformID": msg["senderPlatformID"],
+        "senderNickname": msg["senderNickname"],
+        "sessionType": msg["sessionType"],
+        "msgFrom": msg["msgFrom"],
+        "contentType": msg["contentType"],
+        "status": msg["status"],
+        "sendTime": msg["sendTime"],
+        "createTime": msg["createTime"],
+        "content": orjson.dumps(content).decode(),
+        "seq": 0,
+        "atUserList": None,
+        "faceURL": msg["senderFaceURL"],
+        "ex": msg["ex"],
+    }
+    return body | ({"recvID": msg["recvID"]} if msg["sessionType"] in (1, 4) else {"groupID": msg["groupID"]})
 
 
 @route("/msg/pull_msg_by_seq")
@@ -207,6 +239,7 @@ def revoke_msg(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     revoked = {"revokerID": user_id, "revokeTime": sb.now_ms(), "clientMsgID": msg["clientMsgID"], "seq": seq}
     msg["contentType"] = REVOKE_NOTIFICATION
     msg["content"] = base64.b64encode(orjson.dumps(revoked)).decode()
+    sb.after("callbackBeforeAfterMsgCommand", {"conversationID": conversation_id, "seq": seq, "userID": user_id})
     return None
 
 

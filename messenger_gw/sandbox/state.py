@@ -12,17 +12,24 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import enum
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
 from .envelope import CodeError
+
+if TYPE_CHECKING:
+    from .webhooks import WebhookSender
+
+# The operationID of the request being handled: callbacks carry it.
+OPERATION_ID: contextvars.ContextVar[str] = contextvars.ContextVar("sandbox_operation_id", default="")
 
 ADMIN_PLATFORM_ID = 10
 ADMIN_TOKEN_GRACE = 300.0
@@ -86,6 +93,7 @@ class SandboxConfig:
     admin_user_ids: tuple[str, ...] = ("imAdmin",)
     token_expire_days: int = 90
     clock: Callable[[], float] = time.time
+    webhook_url: str | None = None  # webhooks.yml `url`: callbacks go to url + "/" + command
 
 
 class Sandbox:
@@ -106,9 +114,21 @@ class Sandbox:
         self.has_read: dict[tuple[str, str], int] = {}  # (userID, conversationID) -> hasReadSeq
         self.hidden: set[tuple[str, str, int]] = set()  # (userID, conversationID, seq) deleted for one user
         self._next_group = 1_000_000_000
+        self.webhooks: WebhookSender | None = None  # set while the sandbox app runs
+        self._webhook_url = self.config.webhook_url
         for admin in self.config.admin_user_ids:
             # internal/rpc/user/user.go creates the admin accounts at start-up.
             self.add_user(admin, nickname=admin, app_manager_level=3)
+
+    @property
+    def webhook_url(self) -> str | None:
+        return self._webhook_url
+
+    @webhook_url.setter
+    def webhook_url(self, url: str | None) -> None:
+        self._webhook_url = url
+        if self.webhooks is not None:
+            self.webhooks.url = url
 
     # -- users -----------------------------------------------------------------------
 
@@ -170,6 +190,14 @@ class Sandbox:
 
     def max_seq(self, conversation_id: str) -> int:
         return len(self.messages.get(conversation_id, []))
+
+    async def before(self, command: str, body: dict[str, Any]) -> None:
+        if self.webhooks is not None:
+            await self.webhooks.before(command, body, OPERATION_ID.get())
+
+    def after(self, command: str, body: dict[str, Any]) -> None:
+        if self.webhooks is not None:
+            self.webhooks.after(command, body, OPERATION_ID.get())
 
     # -- tokens ----------------------------------------------------------------------
 

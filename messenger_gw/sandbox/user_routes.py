@@ -15,7 +15,7 @@ def _valid_user_id(user_id: str) -> bool:
 
 
 @route("/user/user_register")
-def user_register(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+async def user_register(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     users = body.objects("users")
     check(users is not None)
     assert users is not None
@@ -31,8 +31,12 @@ def user_register(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     if any(user_id in sb.users for user_id in ids):
         # The whole batch fails if any one ID exists.
         raise CodeError(1102, "userID registered already")
+    infos = [{"userID": u.string("userID"), "nickname": u.string("nickname"), "faceURL": u.string("faceURL"),
+              "ex": u.string("ex")} for u in users]  # fmt: skip
+    await sb.before("callbackBeforeUserRegisterCommand", {"users": infos})
     for u in users:
         sb.add_user(u.string("userID"), nickname=u.string("nickname"), face_url=u.string("faceURL"), ex=u.string("ex"))
+    sb.after("callbackAfterUserRegisterCommand", {"users": [dict(sb.users[i["userID"]]) for i in infos]})
     return None
 
 
