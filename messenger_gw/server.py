@@ -92,18 +92,23 @@ async def serving(
 
 async def _run_gateway(settings: Settings, *, reuse_port: bool = False) -> None:
     async with contextlib.AsyncExitStack() as stack:
+        sandbox = None
         if settings.dev and settings.openim_api_url is None:
             sandbox_config = SandboxConfig(
                 secret=settings.openim_secret.reveal(), admin_user_ids=(settings.openim_admin_user_id,)
             )
+            sandbox = Sandbox(sandbox_config)
             sandbox_at = await stack.enter_async_context(
-                serving(create_sandbox_app(Sandbox(sandbox_config)), settings.dev_sandbox_listen, shutdown_timeout=1)
+                serving(create_sandbox_app(sandbox), settings.dev_sandbox_listen, shutdown_timeout=1)
             )
             settings = dataclasses.replace(settings, openim_api_url=sandbox_at.url)
         app = create_app(settings)
         gateway_at = await stack.enter_async_context(
             serving(app, settings.listen, shutdown_timeout=settings.shutdown_timeout, reuse_port=reuse_port)
         )
+        if sandbox is not None and settings.webhooks.secrets:
+            # As OpenIM's webhooks.yml `url` would: the receiver, with its secret as a path segment.
+            sandbox.webhook_url = f"{gateway_at.url}/webhooks/openim/{settings.webhooks.secrets[0].reveal()}"
         _tune_garbage_collector()
         log.info("listening", extra={"address": str(gateway_at), "dev": settings.dev})
         print(

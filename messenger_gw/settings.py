@@ -27,6 +27,8 @@ OPENIM_DEFAULT_ADMIN_USER_ID = "imAdmin"
 # Dev mode's admin API key, so `make run` can show the admin API; production has none by default.
 DEV_ADMIN_KEY = "dev-admin-key"
 DEV_ADMIN_KEYS = f"dev:{hashlib.sha256(DEV_ADMIN_KEY.encode()).hexdigest()}"
+# Dev mode's webhook secret: the embedded sandbox calls the gateway's receiver with it.
+DEV_WEBHOOK_SECRET = "dev-webhook-secret-0001"
 
 # OpenIM moves older admin tokens to a 5-minute grace state whenever a new one
 # is minted (contract, section 11), so a cached admin token must be younger.
@@ -269,7 +271,7 @@ class Settings:
                 audit_max_entries=env.read("AUDIT_MAX_ENTRIES", _integer(1000, 100_000_000), default="1000000"),
             ),
             webhooks=WebhookSettings(
-                secrets=env.read("WEBHOOK_SECRETS", _webhook_secrets, default=""),
+                secrets=env.read("WEBHOOK_SECRETS", _webhook_secrets, default=DEV_WEBHOOK_SECRET if dev else ""),
                 allowed_networks=env.read("WEBHOOK_ALLOWED_CIDRS", _networks, default=""),
                 max_body_bytes=env.read("WEBHOOK_MAX_BODY_BYTES", _integer(1024, 16 * 1024 * 1024), default="262144"),
                 block_errcode=env.read("WEBHOOK_BLOCK_ERRCODE", _integer(1, 2_000_000_000), default="20001"),
