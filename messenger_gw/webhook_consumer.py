@@ -61,7 +61,7 @@ class WebhookConsumer:
         self._flagged = flagged
         self._metrics = metrics
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self._retry_after = retry_after
+        self.retry_after = retry_after
         self._errors: dict[str, str] = {}
         self._stopping = False
 
@@ -89,8 +89,8 @@ class WebhookConsumer:
         for entry in fresh:
             await self._handle(entry)
             handled += 1
-        for stale in await self._store.pending(STREAM, GROUP, min_idle=self._retry_after, count=BATCH):
-            claimed = await self._store.claim(STREAM, GROUP, self.name, [stale.id], min_idle=self._retry_after)
+        for stale in await self._store.pending(STREAM, GROUP, min_idle=self.retry_after, count=BATCH):
+            claimed = await self._store.claim(STREAM, GROUP, self.name, [stale.id], min_idle=self.retry_after)
             for entry in claimed:
                 if stale.deliveries >= MAX_DELIVERIES:
                     await self._dead_letter(entry, stale.deliveries)
