@@ -129,12 +129,21 @@ http {{
     return config
 
 
-def wrk(url: str, connections: int, seconds: int, requests: Path | None, pace_ms: float) -> dict[str, float]:
+def wrk(
+    url: str,
+    connections: int,
+    seconds: int,
+    requests: Path | None,
+    pace_ms: float,
+    *,
+    route: str = ROUTE,
+    body: str = BODY,
+) -> dict[str, float]:
     threads = 2
     command = [
         "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
         "-s", str(BENCH / "wrk" / "replay.lua"), url,
-        "--", str(requests) if requests else "-", str(threads), ROUTE, BODY, f"{pace_ms:g}",
+        "--", str(requests) if requests else "-", str(threads), route, body, f"{pace_ms:g}",
     ]  # fmt: skip
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout  # noqa: S603
     result: dict[str, float] = json.loads(output.strip().splitlines()[-1])
@@ -176,6 +185,21 @@ def write_batch(path: Path, batch: list[tuple[str, str, str]]) -> Path:
     return path
 
 
+def gateway_env(port: int, redis_url: str, upstream: str, user_service: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("MESSENGER_GW_")} | {
+        "MESSENGER_GW_LISTEN": f"{LOOPBACK}:{port}",
+        "MESSENGER_GW_REDIS_URL": redis_url,
+        "MESSENGER_GW_OPENIM_API_URL": upstream,
+        "MESSENGER_GW_OPENIM_SECRET": "bench",
+        "MESSENGER_GW_OPENIM_WS_URL": "ws://127.0.0.1:10001",
+        "MESSENGER_GW_USER_SERVICE_URL": user_service,
+        "MESSENGER_GW_USER_SERVICE_TOKEN": "bench-user-service-token",
+        "MESSENGER_GW_PHASE": "4",
+        "MESSENGER_GW_HANDSHAKE_RATE_LIMIT": "0",
+        "MESSENGER_GW_LOG_LEVEL": "warning",  # the access log line is info: off, as in (b)
+    }
+
+
 def run_config(
     workers: int, seconds: int, folder: Path, redis_url: str, upstream: str, user_service: str
 ) -> dict[str, Any]:
@@ -197,18 +221,7 @@ def run_config(
         results["b_passthrough_paced"] = wrk(f"http://{LOOPBACK}:{port_b}", connections, seconds, None, pace)
         results["b_passthrough"]["peak_rss_mb"] = peak_rss_mb([p.pid for p in proxies])
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESSENGER_GW_")} | {
-        "MESSENGER_GW_LISTEN": f"{LOOPBACK}:{port_c}",
-        "MESSENGER_GW_REDIS_URL": redis_url,
-        "MESSENGER_GW_OPENIM_API_URL": upstream,
-        "MESSENGER_GW_OPENIM_SECRET": "bench",
-        "MESSENGER_GW_OPENIM_WS_URL": "ws://127.0.0.1:10001",
-        "MESSENGER_GW_USER_SERVICE_URL": user_service,
-        "MESSENGER_GW_USER_SERVICE_TOKEN": "bench-user-service-token",
-        "MESSENGER_GW_PHASE": "4",
-        "MESSENGER_GW_HANDSHAKE_RATE_LIMIT": "0",
-        "MESSENGER_GW_LOG_LEVEL": "warning",  # the access log line is info: off, as in (b)
-    }
+    env = gateway_env(port_c, redis_url, upstream, user_service)
     gateway = [sys.executable, "-m", "messenger_gw", "serve", "--workers", str(workers)]
     url = f"http://{LOOPBACK}:{port_c}"
     with started(gateway, env=env) as (parent,):
@@ -235,6 +248,57 @@ def run_config(
     }
     print_table(results, summary)
     return {"workers": workers, "connections": connections, "seconds": seconds, "runs": results, "summary": summary}
+
+
+WEBHOOK_SECRET = "bench-webhook-secret-0001"
+AFTER = "callbackAfterSendSingleMsgCommand"
+BEFORE = "callbackBeforeSendSingleMsgCommand"
+
+
+def callback(command: str) -> str:
+    return json.dumps(
+        {
+            "sendID": "bench_user", "callbackCommand": command, "serverMsgID": "s1", "clientMsgID": "c1",
+            "operationID": "op", "senderPlatformID": 5, "senderNickname": "b", "sessionType": 1, "msgFrom": 100,
+            "contentType": 101, "status": 0, "sendTime": 1, "createTime": 1,
+            "content": json.dumps({"content": "see you at noon"}), "seq": 0, "atUserList": None,
+            "faceURL": "", "ex": "", "recvID": "other_user",
+        },
+        separators=(",", ":"),
+    )  # fmt: skip
+
+
+def run_webhooks(workers: int, seconds: int, redis_url: str, upstream: str, user_service: str) -> dict[str, Any]:
+    """(d) after-callbacks flat out, each stored durably; (e) before-callbacks paced at 1,000 per second."""
+    connections = 32 * workers
+    port = free_port()
+    store = redis.Redis.from_url(redis_url)
+    store.flushall()
+    env = gateway_env(port, redis_url, upstream, user_service) | {"MESSENGER_GW_WEBHOOK_SECRETS": WEBHOOK_SECRET}
+    url = f"http://{LOOPBACK}:{port}"
+    results: dict[str, dict[str, Any]] = {}
+    print(f"\n== webhooks: {workers} worker(s), {connections} connections, {seconds}s per run ==", flush=True)
+    with started([sys.executable, "-m", "messenger_gw", "serve", "--workers", str(workers)], env=env):
+        wait_http(url + "/healthz")
+        path = f"/webhooks/openim/{WEBHOOK_SECRET}/"
+        wrk(url, connections, 2, None, 0, route=path + AFTER, body=callback(AFTER))  # warm-up
+        before = int(store.xlen("gw:webhooks"))
+        after = wrk(url, connections, seconds, None, 0, route=path + AFTER, body=callback(AFTER))
+        stored = int(store.xlen("gw:webhooks")) - before
+        after |= {"stored": stored, "stored_per_second": stored / (after["duration_us"] / 1e6)}
+        results["d_after_callbacks"] = after
+        pace = connections * 1000 / 1000  # 1,000 per second across all connections
+        results["e_before_callbacks_paced"] = wrk(
+            url, connections, seconds, None, pace, route=path + BEFORE, body=callback(BEFORE)
+        )
+    d, e = results["d_after_callbacks"], results["e_before_callbacks_paced"]
+    print(f"{'run':<26}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for name, r in results.items():
+        print(f"{name:<26}{r['rps']:>10.0f}{r['p50_us'] / 1000:>9.2f}{r['p99_us'] / 1000:>9.2f}{r['errors']:>8.0f}")
+    per_worker = d["stored_per_second"] / workers
+    print(f"after-events stored durably: {d['stored']} ({d['stored_per_second']:.0f}/s, {per_worker:.0f}/s per worker)")
+    print(f"before-callback p99 at {e['rps']:.0f}/s: {e['p99_us'] / 1000:.2f} ms")
+    return {"workers": workers, "connections": connections, "seconds": seconds, "runs": results}
 
 
 def print_table(results: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
@@ -277,6 +341,10 @@ def main() -> int:
                 "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                 "configs": [
                     run_config(w, args.seconds, folder, f"redis://{LOOPBACK}:{redis_port}", upstream, user_service)
+                    for w in (args.workers or [1, 2])
+                ],
+                "webhooks": [
+                    run_webhooks(w, args.seconds, f"redis://{LOOPBACK}:{redis_port}", upstream, user_service)
                     for w in (args.workers or [1, 2])
                 ],
             }
