@@ -79,6 +79,18 @@ def wait_http(url: str, timeout: float = 30) -> None:
             time.sleep(0.1)
 
 
+def wait_redis(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def started(*commands: list[str], env: dict[str, str] | None = None) -> Iterator[list[subprocess.Popen[bytes]]]:
     processes = [
@@ -335,6 +347,7 @@ def main() -> int:
         ]
         with started(*services):
             wait_http(upstream + "/")
+            wait_redis(f"redis://{LOOPBACK}:{redis_port}")
             date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
             report = {
                 "date": date,

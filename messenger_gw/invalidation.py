@@ -18,13 +18,13 @@ from typing import Protocol
 from aiohttp import web
 
 from . import keys
+from .background import running
 from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAY = 1.0
 START_TIMEOUT = 2.0
-STOP_TIMEOUT = 2.0
 
 
 class Invalidatable(Protocol):
@@ -80,22 +80,10 @@ INVALIDATION: web.AppKey[Invalidation] = web.AppKey("invalidation", Invalidation
 
 @contextlib.asynccontextmanager
 async def listening(invalidation: Invalidation) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(invalidation.listen_forever(), name="invalidation-listener")
-    # Serve only once invalidations are heard (bounded: a store that is down at
-    # start-up must not keep the gateway from starting; readiness reports it).
-    subscribed = asyncio.create_task(invalidation.subscribed.wait())
-    await asyncio.wait({task, subscribed}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
-    subscribed.cancel()
-    try:
+    async with running(invalidation.listen_forever(), name="invalidation-listener", stop=invalidation.stop) as task:
+        # Serve only once invalidations are heard (bounded: a store that is down at
+        # start-up must not keep the gateway from starting; readiness reports it).
+        subscribed = asyncio.create_task(invalidation.subscribed.wait())
+        await asyncio.wait({task, subscribed}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        subscribed.cancel()
         yield task
-    finally:
-        # A cancellation that lands while redis-py is still connecting the pub/sub
-        # connection can be lost (seen on Python 3.11); the flag ends the loop at
-        # its next turn, and shutdown never waits unbounded for it.
-        invalidation.stop()
-        task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
-        if not done:
-            log.warning("invalidation listener did not stop within %gs; leaving it to the store's close", STOP_TIMEOUT)
-        elif not task.cancelled() and task.exception() is not None:
-            log.warning("invalidation listener ended with an error: %r", task.exception())

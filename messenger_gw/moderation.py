@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -22,6 +22,7 @@ from aiohttp import web
 
 from . import keys
 from .admin_token import AdminTokenManager
+from .background import running
 from .bans import Ban, Bans
 from .im_tokens import ImTokens
 from .openim import USER_PLATFORM_IDS, OpenIMAPIError, OpenIMClient, OpenIMError
@@ -138,15 +139,8 @@ def _report(user_id: str, revoked: int, results: dict[int, str]) -> dict[str, An
     }
 
 
-@contextlib.asynccontextmanager
-async def retrying(moderation: Moderation) -> AsyncIterator[None]:
-    task = asyncio.create_task(moderation.retry_pending_forever(), name="force-logout-retry")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def retrying(moderation: Moderation) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
+    return running(moderation.retry_pending_forever(), name="force-logout-retry")
 
 
 MODERATION: web.AppKey[Moderation] = web.AppKey("moderation", Moderation)

@@ -20,13 +20,13 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from .audit import AuditEntry, AuditLog
+from .background import running
 from .metrics import Metrics
 from .store import Store, StoreError, StreamEntry
 from .webhook_models import Event, GroupDismissEvent, GroupKickEvent, MessageEvent, parse_event
@@ -173,15 +173,8 @@ def _flag(event: MessageEvent, entry: StreamEntry) -> dict[str, Any]:
     }
 
 
-@contextlib.asynccontextmanager
-async def consuming(consumer: WebhookConsumer) -> AsyncIterator[None]:
-    task = asyncio.create_task(consumer.run_forever(), name="webhook-consumer")
-    try:
-        yield
-    finally:
-        consumer.stop()
-        task.cancel()
-        await asyncio.wait({task}, timeout=READ_BLOCK + 1.0)
+def consuming(consumer: WebhookConsumer) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
+    return running(consumer.run_forever(), name="webhook-consumer", stop=consumer.stop, stop_within=READ_BLOCK + 1.0)
 
 
 WEBHOOK_CONSUMER: web.AppKey[WebhookConsumer] = web.AppKey("webhook_consumer", WebhookConsumer)

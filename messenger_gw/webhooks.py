@@ -21,13 +21,14 @@ import hmac
 import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from . import errors, keys
+from .background import running
 from .bans import Bans
 from .client_ip import client_ip
 from .metrics import METRICS, Metrics
@@ -248,12 +249,5 @@ async def receive(request: web.Request) -> web.Response:
     return web.Response(body=ALLOW, content_type="application/json")
 
 
-@contextlib.asynccontextmanager
-async def replaying(receiver: WebhookReceiver) -> AsyncIterator[None]:
-    task = asyncio.create_task(receiver.replay_forever(), name="webhook-spool-replay")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def replaying(receiver: WebhookReceiver) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:
+    return running(receiver.replay_forever(), name="webhook-spool-replay")
