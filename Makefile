@@ -24,7 +24,7 @@ pytest: $(VENV)/.installed-dev system-packages
 	$(BIN)/pytest
 
 system-packages:
-	scripts/ensure-system-packages redis-server:redis-server
+	scripts/ensure-system-packages redis-server:redis-server nginx:nginx
 
 # Throughput and latency of the /im chain against a bare proxy, on loopback (see docs/performance.md).
 bench: $(VENV)/.installed-dev
