@@ -47,8 +47,7 @@ class Authenticator:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._sessions = sessions
-        self._jwt = jwt_verifier
-        self.jwt_verifier = jwt_verifier
+        self.jwt_verifier = jwt_verifier  # the admin API verifies admin JWTs with the same keys
         self._metrics = metrics
         self._clock = clock
 
@@ -59,7 +58,7 @@ class Authenticator:
                 return await self._signed(request)
             authorization = headers.get("Authorization", "")
             if authorization[:7].lower() == "bearer ":
-                if self._jwt is None or not allow_jwt:
+                if self.jwt_verifier is None or not allow_jwt:
                     raise Unauthenticated("jwt_disabled")
                 return self._bearer(authorization[7:].strip(), headers.get("X-Platform-ID"))
             raise Unauthenticated("missing_credentials")
@@ -97,9 +96,9 @@ class Authenticator:
         raise signatures.SignatureRejected("unknown_session")
 
     def _bearer(self, token: str, platform_header: str | None) -> Caller:
-        assert self._jwt is not None
+        assert self.jwt_verifier is not None
         try:
-            identity = self._jwt.verify(token, platform_header)
+            identity = self.jwt_verifier.verify(token, platform_header)
         except JWTRejected as exc:
             raise Unauthenticated(exc.reason) from None
         return Caller(identity.user_id, identity.platform_id, "jwt", jwt_id=identity.jwt_id)

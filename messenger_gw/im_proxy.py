@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -41,7 +41,7 @@ from .metrics import METRICS, ROUTE_LABEL
 from .openim import OPENIM, OpenIMAPIError, TokenError
 from .operation_id import OPERATION_ID
 from .route_policy import ROUTE_TABLE, NotAParty, Route, RouteNotFound
-from .settings import SETTINGS
+from .settings import SETTINGS, Network
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
     raise AssertionError("unreachable")
 
 
-def _upstream_headers(request: web.Request, trusted: Any) -> CIMultiDict[str]:
+def _upstream_headers(request: web.Request, trusted: Sequence[Network]) -> CIMultiDict[str]:
     named_by_connection = {
         name.strip().lower() for value in request.headers.getall("Connection", []) for name in value.split(",")
     }

@@ -178,7 +178,7 @@ class NotHere(errors.NotFound):
     pass
 
 
-class _TooLarge(errors.GatewayError):
+class BodyTooLarge(errors.GatewayError):
     status = 413
     code = errors.PAYLOAD_TOO_LARGE
 
@@ -210,11 +210,11 @@ async def receive(request: web.Request) -> web.Response:
     command = request.match_info["command"]
     if request.content_length is not None and request.content_length > settings.max_body_bytes:
         await receiver.reject(command, "too_large", await request.content.read(REJECTED_BODY_BYTES))
-        raise _TooLarge("The body is too large")
+        raise BodyTooLarge("The body is too large")
     raw = await request.content.read(settings.max_body_bytes + 1)
     if len(raw) > settings.max_body_bytes:
         await receiver.reject(command, "too_large", raw)
-        raise _TooLarge("The body is too large")
+        raise BodyTooLarge("The body is too large")
     try:
         body = orjson.loads(raw)  # OpenIM's trailing newline is whitespace JSON allows
     except orjson.JSONDecodeError:
