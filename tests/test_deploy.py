@@ -201,3 +201,19 @@ def test_the_compose_file_wires_redis_the_gateway_and_nginx() -> None:
     nginx_env = compose["services"]["nginx"]["environment"]
     placeholders = set(re.findall(r"\$\{([A-Z_]+)\}", (DEPLOY / "nginx" / "messenger-gw.conf").read_text()))
     assert placeholders <= set(nginx_env)
+
+
+def test_the_dashboard_queries_only_metrics_the_gateway_exports() -> None:
+    import json
+
+    from messenger_gw.metrics import Metrics
+
+    exported = {family.name for family in Metrics().registry.collect()}
+    dashboard = json.loads((DEPLOY / "grafana" / "messenger-gw.json").read_text())
+    assert dashboard["panels"]
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used = re.findall(r"messenger_gw_[a-z_]+", target["expr"])
+            assert used, panel["title"]
+            for name in used:
+                assert re.sub(r"_(total|count|bucket|sum)$", "", name) in exported, (panel["title"], name)
