@@ -58,7 +58,6 @@ class AdminTokenManager:
         self._fetched_at = 0.0
         self._fetching: asyncio.Task[str] | None = None
         self._refresher: asyncio.Task[None] | None = None
-        metrics.admin_token_age.set_function(lambda: self._age() if self._token is not None else 0.0)
 
     def current(self) -> str | None:
         """The cached token if it is still young enough; never fetches."""
@@ -124,6 +123,7 @@ class AdminTokenManager:
             self._metrics.admin_token_refreshes.labels("error").inc()
             raise
         self._metrics.admin_token_refreshes.labels("ok").inc()
+        self._metrics.admin_token_fetched.set(time.time())
         self._token, self._fetched_at = issued.token, self._clock()
         return issued.token
 

@@ -7,6 +7,7 @@ errCode, failure kind); a user ID is never a label.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -20,11 +21,15 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # `*_created` series double the exposition for no use in Prometheus' text format.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 access_log = logging.getLogger("messenger_gw.access")
+
+# prometheus-client's multiprocess mode: set (by `serve --workers N`) before any metric exists.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds; dense below 100 ms where the gateway's own overhead lives.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -54,7 +59,10 @@ class Metrics:
         self._request_children: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
         self._openim_children: dict[str, Histogram] = {}
         self.http_in_flight = Gauge(
-            "messenger_gw_http_requests_in_flight", "Requests being handled right now.", registry=r
+            "messenger_gw_http_requests_in_flight",
+            "Requests being handled right now.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.openim_duration = Histogram(
             "messenger_gw_openim_request_duration_seconds",
@@ -118,10 +126,11 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
-        self.admin_token_age = Gauge(
-            "messenger_gw_admin_token_age_seconds",
-            "Age of the cached OpenIM admin token (0 when none is held).",
+        self.admin_token_fetched = Gauge(
+            "messenger_gw_admin_token_fetched_timestamp_seconds",
+            "When the admin token in use was fetched (unix time); its age is time() minus this.",
             registry=r,
+            multiprocess_mode="max",
         )
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -144,6 +153,11 @@ class Metrics:
         child.observe(seconds)
 
     def render(self) -> bytes:
+        if MULTIPROCESS_DIR in os.environ:
+            # Workers of `serve --workers N` share a folder of value files: answer for all of them.
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return generate_latest(merged)
         return generate_latest(self.registry)
 
 

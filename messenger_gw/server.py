@@ -13,17 +13,22 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from prometheus_client import multiprocess
 
 from . import __version__
 from .app import create_app
 from .health import DRAINING
+from .metrics import MULTIPROCESS_DIR
 from .sandbox import Sandbox, SandboxConfig, create_sandbox_app
 from .settings import DEV_ADMIN_KEY, OPENIM_DEFAULT_SECRET, HostPort, Settings
 
@@ -45,7 +50,9 @@ def run_workers(workers: int) -> int:
     restarts one whole, healthy unit rather than a half-dead one.
     """
     command = [sys.executable, "-m", "messenger_gw", "serve", "--reuse-port"]
-    children = [subprocess.Popen(command) for _ in range(workers)]  # noqa: S603 - our own entry point
+    metrics_dir = os.environ.get(MULTIPROCESS_DIR) or tempfile.mkdtemp(prefix="messenger-gw-metrics-")
+    env = os.environ | {MULTIPROCESS_DIR: metrics_dir}  # every worker's /metrics answers for all
+    children = [subprocess.Popen(command, env=env) for _ in range(workers)]  # noqa: S603 - our own entry point
     print(f"messenger-gw: {workers} workers: {' '.join(str(c.pid) for c in children)}", flush=True)
     stopping = False
 
@@ -67,6 +74,10 @@ def run_workers(workers: int) -> int:
                 status = code or 1
                 stop(signal.SIGTERM, None)
         time.sleep(0.2)
+    for child in children:
+        multiprocess.mark_process_dead(child.pid, metrics_dir)  # type: ignore[no-untyped-call]
+    if MULTIPROCESS_DIR not in os.environ:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return status if not stopping else max((c.returncode or 0) for c in children)
 
 

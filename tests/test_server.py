@@ -94,6 +94,20 @@ async def test_serve_with_workers_shares_the_port_and_stops_them_all(
                 await asyncio.sleep(0.1)
         children = children_of(parent.pid)
         assert len(children) == 2
+        # Fresh connections spread over the workers; any worker's /metrics counts them all.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            for _ in range(40):
+                async with http.get(f"http://{LOOPBACK}:{port}/healthz") as response:
+                    assert response.status == 200
+            for _ in range(4):
+                async with http.get(f"http://{LOOPBACK}:{port}/metrics") as response:
+                    text = await response.text()
+                [line] = [
+                    row
+                    for row in text.splitlines()
+                    if row.startswith("messenger_gw_http_requests_total{") and 'route="/healthz"' in row
+                ]
+                assert float(line.rsplit(" ", 1)[1]) == 40.0, line
         parent.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
             assert await parent.wait() == 0
