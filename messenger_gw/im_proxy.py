@@ -19,7 +19,6 @@ cannot be an error envelope, is streamed on.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,12 +32,12 @@ from multidict import CIMultiDict
 from . import errors
 from .admin_token import ADMIN_TOKENS
 from .authentication import AUTHENTICATOR, Caller
-from .bans import BANS, Banned
+from .bans import BANS
 from .client_ip import forwarded_for
 from .conversation_access import CONVERSATION_ACCESS
 from .im_tokens import IM_TOKENS
 from .metrics import METRICS, ROUTE_LABEL
-from .openim import OPENIM, OpenIMAPIError, TokenError
+from .openim import OPENIM, OpenIMAPIError, OpenIMProtocolError, TokenError, read_envelope
 from .operation_id import OPERATION_ID
 from .route_policy import ROUTE_TABLE, NotAParty, Route, RouteNotFound
 from .settings import SETTINGS, Network
@@ -109,8 +108,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 async def check_ban(request: web.Request, handler: Handler) -> web.StreamResponse:
     user_id = request[CALLER].user_id
     assert user_id is not None
-    if await request.app[BANS].is_banned(user_id):
-        raise Banned(user_id)
+    await request.app[BANS].check(user_id)
     return await handler(request)
 
 
@@ -126,7 +124,8 @@ async def apply_route_policy(request: web.Request, handler: Handler) -> web.Stre
     caller = request[CALLER]
     assert caller.user_id is not None
     raw = await request.read()
-    body = await errors.read_json_object(request) if raw.strip() else {}
+    empty = not raw.strip()
+    body = {} if empty else await errors.read_json_object(request)
     changed = route.apply(body, caller.user_id, caller.platform_id)
     access, operation_id = config[CONVERSATION_ACCESS], request[OPERATION_ID]
     for conversation_id in route.named_conversations(body):
@@ -136,7 +135,7 @@ async def apply_route_policy(request: web.Request, handler: Handler) -> web.Stre
         if not await access.is_member(caller.user_id, group_id, operation_id):
             raise NotAParty(f"Not a member of group {group_id}")
     request[ROUTE] = route
-    request[BODY] = orjson.dumps(body) if changed or not raw.strip() else raw
+    request[BODY] = orjson.dumps(body) if changed or empty else raw
     return await handler(request)
 
 
@@ -192,34 +191,10 @@ async def forward(request: web.Request) -> web.StreamResponse:
     route = request[ROUTE]
     if route.answer == "self_user_info":
         return await _self_user_info(request)
-    config = request.app
-    openim = config[OPENIM]
+    headers = _upstream_headers(request, request.app[SETTINGS].trusted_proxies)
     query = request.raw_path.partition("?")[2]
-    url = openim.base_url + route.path + (f"?{query}" if query else "")
-    headers = _upstream_headers(request, config[SETTINGS].trusted_proxies)
-    metrics = config[METRICS]
-    started = asyncio.get_running_loop().time()
-    try:
-        # A failed connect sent nothing: one retry cannot apply the request twice.
-        for attempt in (1, 2):
-            try:
-                async with openim.session.post(url, data=request[BODY], headers=headers) as upstream:
-                    return await _relay(request, upstream)
-            except aiohttp.ClientConnectorError as exc:
-                if attempt == 2:
-                    raise errors.BadUpstream("OpenIM is unreachable", detail=str(exc.os_error)) from None
-    except (TimeoutError, aiohttp.ServerTimeoutError):
-        metrics.openim_errors.labels(route.path, "timeout").inc()
-        raise errors.UpstreamTimeout("OpenIM did not answer in time", detail=route.path) from None
-    except aiohttp.ClientError as exc:
-        metrics.openim_errors.labels(route.path, "unavailable").inc()
-        raise errors.BadUpstream("OpenIM failed", detail=f"{route.path}: {type(exc).__name__}") from None
-    except errors.BadUpstream:
-        metrics.openim_errors.labels(route.path, "connect").inc()
-        raise
-    finally:
-        metrics.openim_call_done(route.path, asyncio.get_running_loop().time() - started)
-    raise AssertionError("unreachable")
+    async with request.app[OPENIM].exchange(route.path, request[BODY], headers, query=query) as upstream:
+        return await _relay(request, upstream)
 
 
 def _upstream_headers(request: web.Request, trusted: Sequence[Network]) -> CIMultiDict[str]:
@@ -242,35 +217,24 @@ def _upstream_headers(request: web.Request, trusted: Sequence[Network]) -> CIMul
 
 
 async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-    route = request[ROUTE]
-    metrics = request.app[METRICS]
+    # OpenIM answers its envelope with 200, or 400 for some bad JSON.
+    if upstream.status not in (200, 400):
+        raise OpenIMProtocolError(f"OpenIM answered HTTP {upstream.status}")
     head = bytearray()
     while len(head) <= PEEK_BYTES and not upstream.content.at_eof():
         head += await upstream.content.read(PEEK_BYTES + 1 - len(head))
     if not upstream.content.at_eof():
-        if upstream.status != 200:
-            raise errors.BadUpstream("OpenIM failed", detail=f"{route.path}: HTTP {upstream.status}, large body")
+        if upstream.status != 200:  # too large to be an error envelope, and not one to pass on unread
+            raise OpenIMProtocolError(f"OpenIM answered HTTP {upstream.status} with a large body")
         return await _stream(request, upstream, bytes(head))
-    envelope = _envelope(bytes(head), upstream.status, route.path)
+    envelope = read_envelope(upstream.status, bytes(head))
     code = envelope["errCode"]
+    if 1501 <= code <= 1507:
+        raise OpenIMAPIError.from_envelope(code, str(envelope.get("errMsg", "")), "")
     if code != 0:
-        metrics.openim_errcodes.labels(route.path, str(code)).inc()
-        if 1501 <= code <= 1507:
-            raise OpenIMAPIError.from_envelope(code, str(envelope.get("errMsg", "")), "")
+        request.app[METRICS].openim_failed(request[ROUTE].path, "errcode", code)
         return _json_response(request, upstream.status, orjson.dumps(_scrubbed(envelope)))
     return _json_response(request, upstream.status, bytes(head))
-
-
-def _envelope(body: bytes, status: int, path: str) -> dict[str, Any]:
-    if status not in (200, 400):  # OpenIM answers its envelope with 200, or 400 for some bad JSON
-        raise errors.BadUpstream("OpenIM failed", detail=f"{path}: HTTP {status}")
-    try:
-        envelope = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise errors.BadUpstream("OpenIM answered something that is not its envelope", detail=path) from None
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("errCode"), int):
-        raise errors.BadUpstream("OpenIM answered something that is not its envelope", detail=path)
-    return envelope
 
 
 def _scrubbed(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -278,7 +242,7 @@ def _scrubbed(envelope: dict[str, Any]) -> dict[str, Any]:
     msg, detail = str(envelope.get("errMsg", "")), str(envelope.get("errDlt", ""))
     return {
         "errCode": envelope["errCode"],
-        "errMsg": msg if len(msg) <= 200 and "\n" not in msg else msg.splitlines()[0][:200] if msg else "",
+        "errMsg": msg.splitlines()[0][:200] if msg else "",
         "errDlt": detail if len(detail) <= 200 and "\n" not in detail and "token" not in detail.lower() else "",
     }
 

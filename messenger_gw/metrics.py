@@ -146,6 +146,11 @@ class Metrics:
         duration.observe(seconds)
         count.inc()
 
+    def openim_failed(self, route: str, kind: str, errcode: int | None = None) -> None:
+        self.openim_errors.labels(route, kind).inc()
+        if errcode is not None:
+            self.openim_errcodes.labels(route, str(errcode)).inc()
+
     def openim_call_done(self, route: str, seconds: float) -> None:
         child = self._openim_children.get(route)
         if child is None:

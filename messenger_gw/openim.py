@@ -26,9 +26,10 @@ deliberate: ``errMsg``/``errDlt`` differ between OpenIM patch releases.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import aiohttp
@@ -47,9 +48,11 @@ USER_PLATFORM_IDS = range(1, 10)
 class OpenIMError(Exception):
     """Base class: the call did not produce a result."""
 
+    kind: ClassVar[str]  # the ``kind`` label of messenger_gw_openim_errors_total
+
 
 class OpenIMUnavailable(OpenIMError):
-    kind: ClassVar[str] = "unavailable"
+    kind = "unavailable"
 
 
 class OpenIMConnectError(OpenIMUnavailable):
@@ -61,12 +64,13 @@ class OpenIMTimeout(OpenIMUnavailable):
 
 
 class OpenIMProtocolError(OpenIMError):
-    kind: ClassVar[str] = "protocol"
+    kind = "protocol"
 
 
 class OpenIMAPIError(OpenIMError):
     """OpenIM answered with a non-zero ``errCode``."""
 
+    kind = "errcode"
     code: ClassVar[int] = 0
     _by_code: ClassVar[dict[int, type[OpenIMAPIError]]] = {}
 
@@ -226,36 +230,43 @@ class OpenIMClient:
         headers = {"operationID": operation_id, "Content-Type": "application/json"}
         if token is not None:
             headers["token"] = token
-        payload = orjson.dumps(body)
+        async with self.exchange(path, orjson.dumps(body), headers) as response:
+            return _parse_envelope(response.status, await response.read())
+
+    @contextlib.asynccontextmanager
+    async def exchange(
+        self, path: str, payload: bytes, headers: Mapping[str, str], *, query: str = ""
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One POST to OpenIM, its answer open for reading; both :meth:`call` and the /im proxy use it.
+
+        Transport failures, in sending or in reading the answer, become
+        :class:`OpenIMUnavailable`; every :class:`OpenIMError` raised inside is
+        counted by kind, and the whole exchange is timed.
+        """
+        url = self._base_url + path + (f"?{query}" if query else "")
         started = time.perf_counter()
         try:
-            status, raw = await self._post(path, payload, headers)
-            return _parse_envelope(status, raw)
-        except (OpenIMUnavailable, OpenIMProtocolError) as exc:
-            self._metrics.openim_errors.labels(path, exc.kind).inc()
-            raise
-        except OpenIMAPIError as exc:
-            self._metrics.openim_errors.labels(path, "errcode").inc()
-            self._metrics.openim_errcodes.labels(path, str(exc.errcode)).inc()
-            raise
-        finally:
-            self._metrics.openim_call_done(path, time.perf_counter() - started)
-
-    async def _post(self, path: str, payload: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
-        url = self._base_url + path
-        # A failed connect sent nothing, so one retry cannot apply a call twice.
-        for attempt in (1, 2):
             try:
-                async with self._session.post(url, data=payload, headers=headers) as response:
-                    return response.status, await response.read()
+                async with await self._send(url, payload, headers) as response:
+                    yield response
             except aiohttp.ClientConnectorError as exc:
-                if attempt == 2:
-                    raise OpenIMConnectError(f"cannot connect to OpenIM at {self._base_url}: {exc.os_error}") from exc
+                raise OpenIMConnectError(f"cannot connect to OpenIM at {self._base_url}: {exc.os_error}") from exc
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 raise OpenIMTimeout(f"OpenIM at {self._base_url} did not answer {path} in time") from exc
             except aiohttp.ClientError as exc:
                 raise OpenIMUnavailable(f"OpenIM at {self._base_url} failed on {path}: {type(exc).__name__}") from exc
-        raise AssertionError("unreachable")
+        except OpenIMError as exc:
+            self._metrics.openim_failed(path, exc.kind, exc.errcode if isinstance(exc, OpenIMAPIError) else None)
+            raise
+        finally:
+            self._metrics.openim_call_done(path, time.perf_counter() - started)
+
+    async def _send(self, url: str, payload: bytes, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
+        try:
+            return await self._session.post(url, data=payload, headers=headers)
+        except aiohttp.ClientConnectorError:
+            # A failed connect sent nothing, so one retry cannot apply a call twice.
+            return await self._session.post(url, data=payload, headers=headers)
 
     # -- auth ----------------------------------------------------------------------
 
@@ -347,13 +358,19 @@ def new_session(
 # -- envelope parsing -------------------------------------------------------------------
 
 
-def _parse_envelope(status: int, raw: bytes) -> Any:
+def read_envelope(status: int, raw: bytes) -> dict[str, Any]:
+    """OpenIM's envelope from an answer's body, or :class:`OpenIMProtocolError`."""
     try:
         envelope = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise OpenIMProtocolError(f"OpenIM answered HTTP {status} with a body that is not JSON") from None
     if not isinstance(envelope, dict) or not isinstance(envelope.get("errCode"), int):
         raise OpenIMProtocolError(f"OpenIM answered HTTP {status} with JSON that is not its envelope")
+    return envelope
+
+
+def _parse_envelope(status: int, raw: bytes) -> Any:
+    envelope = read_envelope(status, raw)
     code = envelope["errCode"]
     if code != 0:
         raise OpenIMAPIError.from_envelope(code, str(envelope.get("errMsg", "")), str(envelope.get("errDlt", "")))

@@ -405,7 +405,7 @@ async def test_a_hundred_concurrent_requests_on_a_cold_cache_mint_once(
     ],
 )
 async def test_garbage_from_openim_is_502_with_the_envelope(
-    alice: GatewayClient, recorder: Recorder, answer: web.Response
+    gateway: Gateway, alice: GatewayClient, recorder: Recorder, answer: web.Response
 ) -> None:
     async def garbage(request: web.Request) -> web.Response:
         return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type)
@@ -414,9 +414,14 @@ async def test_garbage_from_openim_is_502_with_the_envelope(
     status, body, _ = await im(alice, "/im/msg/get_server_time")
     assert (status, body["errCode"]) == (502, 50200)
     assert set(body) == {"errCode", "errMsg", "errDlt"}
+    route = "/msg/get_server_time"
+    assert sample(gateway.app[METRICS], "messenger_gw_openim_errors_total", route=route, kind="protocol") == 1
+    assert sample(gateway.app[METRICS], "messenger_gw_openim_errors_total", route=route, kind="connect") == 0
 
 
-async def test_openim_internals_are_scrubbed_from_errors(alice: GatewayClient, recorder: Recorder) -> None:
+async def test_openim_internals_are_scrubbed_from_errors(
+    gateway: Gateway, alice: GatewayClient, recorder: Recorder
+) -> None:
     async def leaky(request: web.Request) -> web.Response:
         return web.json_response(
             {
@@ -430,6 +435,10 @@ async def test_openim_internals_are_scrubbed_from_errors(alice: GatewayClient, r
     status, body, _ = await im(alice, "/im/msg/get_server_time")
     assert status == 200
     assert body == {"errCode": 1001, "errMsg": "json: cannot unmarshal", "errDlt": ""}
+    assert (
+        sample(gateway.app[METRICS], "messenger_gw_openim_errcodes_total", route="/msg/get_server_time", code="1001")
+        == 1
+    )
 
 
 async def test_slow_openim_is_504_within_the_timeout(start_gateway: StartGateway, recorder: Recorder) -> None:
@@ -456,6 +465,8 @@ async def test_slow_openim_is_504_within_the_timeout(start_gateway: StartGateway
         finally:
             release.set()
     assert (status, body["errCode"]) == (504, 50400)
+    route = "/msg/get_server_time"
+    assert sample(gateway.app[METRICS], "messenger_gw_openim_errors_total", route=route, kind="timeout") == 1
 
 
 async def test_openim_down_is_502(start_gateway: StartGateway, sandbox: Sandbox, clean_redis: RedisProcess) -> None:
@@ -468,3 +479,5 @@ async def test_openim_down_is_502(start_gateway: StartGateway, sandbox: Sandbox,
         await own_openim.close()
         status, body, _ = await im(client, "/im/msg/get_server_time")
     assert (status, body["errCode"]) == (502, 50200)
+    route = "/msg/get_server_time"
+    assert sample(gateway.app[METRICS], "messenger_gw_openim_errors_total", route=route, kind="connect") == 1
