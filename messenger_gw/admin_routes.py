@@ -43,12 +43,9 @@ class OpenIMRefused(errors.GatewayError):
     """OpenIM refused an admin operation; the status follows its errCode, the envelope keeps it."""
 
     def __init__(self, error: OpenIMAPIError) -> None:
-        super().__init__(error.msg or "OpenIM refused the operation", detail=f"OpenIM errCode {error.errcode}")
-        self.http_status = STATUS_BY_OPENIM_CODE.get(error.errcode, 502)
-        self.openim_code = error.errcode
-
-    def response(self) -> web.Response:
-        return errors.envelope_response(self.http_status, self.openim_code, self.message)
+        super().__init__(error.msg or "OpenIM refused the operation", detail="OpenIM refused the operation")
+        self.status = STATUS_BY_OPENIM_CODE.get(error.errcode, 502)
+        self.code = error.errcode
 
 
 def create_admin_app() -> web.Application:
@@ -93,9 +90,6 @@ async def audit(request: web.Request, handler: Handler) -> web.StreamResponse:
         if response.status >= 300:
             entry.outcome = f"http {response.status}"
         return response
-    except OpenIMRefused as exc:
-        entry.outcome = f"{exc.http_status} OpenIM errCode {exc.openim_code}"
-        raise
     except errors.GatewayError as exc:
         entry.outcome = f"{exc.status} errCode {exc.code}"
         raise

@@ -66,10 +66,12 @@ class GatewayError(Exception):
     """An error answered to the client as the envelope.
 
     ``message`` is what the client reads; ``detail`` is for the log only.
+    ``status`` and ``code`` are set per class, or per instance where they
+    follow an answer from OpenIM.
     """
 
-    status: ClassVar[int] = 500
-    code: ClassVar[int] = INTERNAL
+    status: int = 500
+    code: int = INTERNAL
     level: ClassVar[int] = logging.WARNING
 
     def __init__(self, message: str, *, detail: str = "") -> None:

@@ -77,11 +77,8 @@ class TokenRejected(errors.GatewayError):
     status = 401
 
     def __init__(self, error: OpenIMAPIError) -> None:
-        super().__init__(error.msg, detail=f"OpenIM errCode {error.errcode} after a fresh token")
-        self.openim_code = error.errcode
-
-    def response(self) -> web.Response:
-        return errors.envelope_response(self.status, self.openim_code, self.message)
+        super().__init__(error.msg, detail="OpenIM refused a fresh token too")
+        self.code = error.errcode
 
 
 def add_routes(app: web.Application) -> None:

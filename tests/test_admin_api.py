@@ -236,15 +236,25 @@ async def test_delete_messages_for_everyone(gateway: Gateway, a_message: str, sa
     assert (await call(gateway, "POST", "/admin/messages/delete", body | {"seqs": []}))[0] == 400
 
 
-async def test_an_unexpected_openim_code_is_502(gateway: Gateway, a_message: str, recorder: Recorder) -> None:
+async def test_an_unexpected_openim_code_is_502(
+    gateway: Gateway, a_message: str, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
     async def odd(request: web.Request) -> web.Response:
         return web.json_response({"errCode": 1602, "errMsg": "ConnArgsErr", "errDlt": ""})
 
     recorder.overrides["/msg/revoke_msg"] = odd
-    status, body, _ = await call(
-        gateway, "POST", "/admin/messages/revoke", {"conversationID": a_message, "seq": 1} | REASON
-    )
+    with caplog.at_level("WARNING", logger="messenger_gw.errors"):
+        status, body, _ = await call(
+            gateway, "POST", "/admin/messages/revoke", {"conversationID": a_message, "seq": 1} | REASON
+        )
     assert (status, body["errCode"]) == (502, 1602)
+    [logged] = [r for r in caplog.records if r.name == "messenger_gw.errors"]
+    assert (logged.getMessage(), logged.__dict__["errCode"]) == (
+        "OpenIMRefused answered 502: OpenIM refused the operation",
+        1602,
+    )
+    [entry] = await audit_entries(gateway, operation="messages.revoke")
+    assert entry["outcome"] == "502 errCode 1602"
 
 
 # -- users: info and force logout ---------------------------------------------------------------------------
