@@ -33,10 +33,13 @@ class RateLimit:
         self._scope = scope
         self._limit = per_minute
 
-    async def hit(self, subject: str) -> None:
-        """Count one hit for ``subject``; raise :class:`RateLimited` past the limit. A limit of 0 is off."""
+    async def exceeded(self, subject: str) -> bool:
+        """Count one hit for ``subject``; whether it goes past the limit. A limit of 0 is off."""
         if self._limit == 0:
-            return
-        key = keys.rate(self._scope, subject)
-        if await self._store.incr(key, ttl=self.WINDOW) > self._limit:
-            raise RateLimited(await self._store.ttl(key) or self.WINDOW)
+            return False
+        return await self._store.incr(keys.rate(self._scope, subject), ttl=self.WINDOW) > self._limit
+
+    async def hit(self, subject: str) -> None:
+        """Count one hit for ``subject``; raise :class:`RateLimited` past the limit."""
+        if await self.exceeded(subject):
+            raise RateLimited(await self._store.ttl(keys.rate(self._scope, subject)) or self.WINDOW)

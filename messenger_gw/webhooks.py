@@ -27,11 +27,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import errors, keys
+from . import errors
 from .background import running
 from .bans import Bans
 from .client_ip import client_ip
 from .metrics import METRICS, Metrics
+from .rate_limit import RateLimit
 from .settings import SETTINGS, WebhookSettings
 from .spool import Spool, SpoolFull
 from .store import Store, StoreError
@@ -71,6 +72,7 @@ class WebhookReceiver:
         self._metrics = metrics
         self.spool = spool
         self._banned_words = WordRules(settings.banned_words_file)
+        self._message_rate = RateLimit(store, "messages", settings.max_messages_per_minute)
         self._spooled = asyncio.Event()
 
     # -- the pieces the route uses ----------------------------------------------------------------
@@ -112,11 +114,8 @@ class WebhookReceiver:
         if isinstance(event, MessageEvent):
             if self._banned_words.match(event.text):
                 return "banned_word"
-            limit = self._settings.max_messages_per_minute
-            if limit and event.send_id:
-                window = int(time.time() // 60)
-                if await self._store.incr(keys.rate("messages", f"{event.send_id}:{window}"), ttl=61) > limit:
-                    return "rate"
+            if event.send_id and await self._message_rate.exceeded(event.send_id):
+                return "rate"
         return None
 
     async def keep(self, record: dict[str, Any]) -> str:
