@@ -126,7 +126,7 @@ async def _openim(request: web.Request, path: str, body: dict[str, Any]) -> Any:
 
 
 async def _body(request: web.Request, *, reason_required: bool = True) -> dict[str, Any]:
-    body = await errors.read_json_object(request) if (await request.read()).strip() else {}
+    body = await errors.read_json_object(request, empty_as_object=True)
     reason = body.get("reason", "")
     if not isinstance(reason, str) or len(reason) > MAX_REASON or (reason_required and not reason.strip()):
         raise errors.InvalidField(f"reason must be a non-empty string of at most {MAX_REASON} characters")

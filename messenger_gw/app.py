@@ -22,17 +22,16 @@ from .audit import AUDIT_LOG, AuditLog
 from .authentication import AUTHENTICATOR, Authenticator
 from .bans import BANS, Bans
 from .conversation_access import CONVERSATION_ACCESS, ConversationAccess
-from .errors import error_middleware
+from .edge import edge_middleware
 from .health import DRAINING, healthz, readyz
 from .identity import IDENTITY_VERIFIER, DevOTPVerifier, IdentityVerifier, UserServiceVerifier
 from .im_tokens import IM_TOKENS, ImTokens
 from .invalidation import INVALIDATION, Invalidation, listening
 from .jwt_auth import JWTVerifier
 from .memory_store import MemoryStore
-from .metrics import METRICS, Metrics, metrics_handler, metrics_middleware
+from .metrics import METRICS, Metrics, metrics_handler
 from .moderation import MODERATION, Moderation, retrying
 from .openim import OPENIM, OpenIMClient, new_session
-from .operation_id import operation_id_middleware
 from .provisioning import PROVISIONER, Provisioner
 from .rate_limit import RateLimit
 from .redis_store import RedisStore
@@ -50,7 +49,7 @@ def create_app(settings: Settings) -> web.Application:
     if settings.openim_api_url is None:
         raise ValueError("settings.openim_api_url is unset: start the sandbox first (see server.run_dev)")
     app = web.Application(
-        middlewares=[operation_id_middleware, metrics_middleware, error_middleware],
+        middlewares=[edge_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings

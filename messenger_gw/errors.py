@@ -13,7 +13,6 @@ The table in ``docs/errors.md`` lists them; they are stable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import orjson
@@ -149,10 +148,17 @@ def from_store(exc: StoreError) -> GatewayError:
     return Unavailable("The gateway's store is unavailable", detail=str(exc))
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or :class:`InvalidJSON`."""
+async def read_json_object(request: web.Request, *, empty_as_object: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object (``{}`` for an empty one if ``empty_as_object``), or :class:`InvalidJSON`."""
+    raw = await request.read()
+    if empty_as_object and not raw.strip():
+        return {}
+    return parse_json_object(raw)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
-        body = orjson.loads(await request.read())
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise InvalidJSON("The body must be a JSON object") from None
     if not isinstance(body, dict):
@@ -165,33 +171,26 @@ def envelope_response(status: int, code: int, message: str, detail: str = "") ->
     return web.Response(status=status, body=body, content_type="application/json")
 
 
-@web.middleware
-async def error_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except GatewayError as exc:
-        exc.log(request)
-        return exc.response()
-    except StoreError as exc:
+def error_response(request: web.Request, exc: Exception) -> web.Response:
+    """The envelope answering ``exc``, logged; an ``HTTPException`` below 400 (a redirect) is raised again."""
+    if isinstance(exc, GatewayError):
+        error = exc
+    elif isinstance(exc, StoreError):
         error = from_store(exc)
-        error.log(request)
-        return error.response()
-    except OpenIMError as exc:
+    elif isinstance(exc, OpenIMError):
         error = from_openim(exc)
-        error.log(request)
-        return error.response()
-    except web.HTTPException as exc:
+    elif isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         code = _CODE_FOR_STATUS.get(exc.status, INTERNAL if exc.status >= 500 else BAD_REQUEST)
         response = envelope_response(exc.status, code, exc.reason)
         for name in ("Allow", "Retry-After"):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
-    except Exception:
+    else:
         # The stack trace goes to the log; the client gets the envelope only.
-        log.exception("unhandled error")
+        log.error("unhandled error", exc_info=exc)
         return envelope_response(500, INTERNAL, "Internal Server Error")
+    error.log(request)
+    return error.response()

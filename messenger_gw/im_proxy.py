@@ -1,14 +1,15 @@
 """``/im/*``: the reverse proxy to OpenIM's REST API.
 
-The app-wide middlewares (operationID, metrics and the access line, the
-error envelope) run first; then the /im chain, one concern per middleware,
-in the order of DESIGN section 2:
+The edge (``edge.py``: operationID, metrics and the access line, the error
+envelope) runs first; then the /im chain, one concern per step, in the
+order of DESIGN section 2:
 
 authenticate -> check_ban -> apply_route_policy -> resolve_im_token -> recover_token_errors -> forward
 
-The chain is composed once into the route's handler (:func:`add_routes`)
-rather than mounted as a sub-application: the same middlewares, without a
-second routing and dispatch layer on every request.
+:func:`proxy` awaits the steps one after another instead of nesting them as
+middlewares: a step that is done leaves no frame behind, so the waits of the
+later ones (the upstream) resume through a short await chain. Each step
+refuses by raising; the edge turns that into the envelope.
 
 Every request body is read in full (its digest is signed, and the route
 policy inspects it) within ``MAX_BODY_BYTES``. Answers are read up to
@@ -19,9 +20,8 @@ cannot be an error envelope, is streamed on.
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -43,13 +43,6 @@ from .route_policy import ROUTE_TABLE, NotAParty, Route, RouteNotFound
 from .settings import SETTINGS, Network
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
-ROUTE: web.RequestKey[Route] = web.RequestKey("route", Route)
-BODY: web.RequestKey[bytes] = web.RequestKey("body", bytes)
-IM_TOKEN: web.RequestKey[str] = web.RequestKey("im_token", str)
 
 PEEK_BYTES = 64 * 1024
 COMPRESS_FROM_BYTES = 1024
@@ -82,35 +75,35 @@ class TokenRejected(errors.GatewayError):
 
 
 def add_routes(app: web.Application) -> None:
-    handler: Handler = forward
-    for middleware in reversed(CHAIN):
-        handler = functools.partial(middleware, handler=handler)
-    app.router.add_post("/im/{path:.*}", handler)
+    app.router.add_post("/im/{path:.*}", proxy)
+
+
+async def proxy(request: web.Request) -> web.StreamResponse:
+    """The /im chain: each step one concern, awaited in DESIGN section 2's order; any step may refuse."""
+    caller = await authenticate(request)
+    await check_ban(request, caller)
+    route, body = await apply_route_policy(request, caller)
+    return await recover_token_errors(request, caller, route, body)
 
 
 # -- the chain ----------------------------------------------------------------------------------
 
 
-@web.middleware
-async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def authenticate(request: web.Request) -> Caller:
     authenticator = request.app[AUTHENTICATOR]
     caller = await authenticator.authenticate(request)
     if caller.user_id is None:
         raise authenticator.rejected("not_logged_in")
-    request[CALLER] = caller
-    return await handler(request)
+    return caller
 
 
-@web.middleware
-async def check_ban(request: web.Request, handler: Handler) -> web.StreamResponse:
-    user_id = request[CALLER].user_id
-    assert user_id is not None
-    await request.app[BANS].check(user_id)
-    return await handler(request)
+async def check_ban(request: web.Request, caller: Caller) -> None:
+    assert caller.user_id is not None
+    await request.app[BANS].check(caller.user_id)
 
 
-@web.middleware
-async def apply_route_policy(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def apply_route_policy(request: web.Request, caller: Caller) -> tuple[Route, bytes]:
+    """The live route for the path, and the body to forward (its bound fields checked or filled in)."""
     config = request.app
     path = "/" + request.match_info["path"]
     route = config[ROUTE_TABLE].live(path, config[SETTINGS].phase)
@@ -118,11 +111,10 @@ async def apply_route_policy(request: web.Request, handler: Handler) -> web.Stre
         request[ROUTE_LABEL] = UNLISTED_LABEL
         raise RouteNotFound("No such route", detail=f"{path} is not in the route table for this phase")
     request[ROUTE_LABEL] = route.label
-    caller = request[CALLER]
     assert caller.user_id is not None
     raw = await request.read()
     empty = not raw.strip()
-    body = {} if empty else await errors.read_json_object(request)
+    body = {} if empty else errors.parse_json_object(raw)
     changed = route.apply(body, caller.user_id, caller.platform_id)
     access, operation_id = config[CONVERSATION_ACCESS], request[OPERATION_ID]
     for conversation_id in route.named_conversations(body):
@@ -131,46 +123,39 @@ async def apply_route_policy(request: web.Request, handler: Handler) -> web.Stre
     for group_id in route.named_groups(body):
         if not await access.is_member(caller.user_id, group_id, operation_id):
             raise NotAParty(f"Not a member of group {group_id}")
-    request[ROUTE] = route
-    request[BODY] = orjson.dumps(body) if changed or empty else raw
-    return await handler(request)
+    return route, orjson.dumps(body) if changed or empty else raw
 
 
-@web.middleware
-async def resolve_im_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def resolve_im_token(request: web.Request, caller: Caller, route: Route) -> str:
     config = request.app
-    if request[ROUTE].token_mode == "admin":
-        request[IM_TOKEN] = await config[ADMIN_TOKENS].get()
-    else:
-        caller = request[CALLER]
-        assert caller.user_id is not None
-        token = await config[IM_TOKENS].resolve(caller.user_id, caller.platform_id, operation_id=request[OPERATION_ID])
-        request[IM_TOKEN] = token.token
-    return await handler(request)
+    if route.token_mode == "admin":
+        return await config[ADMIN_TOKENS].get()
+    assert caller.user_id is not None
+    token = await config[IM_TOKENS].resolve(caller.user_id, caller.platform_id, operation_id=request[OPERATION_ID])
+    return token.token
 
 
-@web.middleware
-async def recover_token_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """On 1501-1507: drop the token everywhere, get a new one once, replay once; then 401 with OpenIM's code."""
+async def recover_token_errors(request: web.Request, caller: Caller, route: Route, body: bytes) -> web.StreamResponse:
+    """Forward with the resolved token; on 1501-1507: drop it everywhere, get a new one once, replay once;
+    then 401 with OpenIM's code."""
+    token = await resolve_im_token(request, caller, route)
     try:
-        return await handler(request)
+        return await forward(request, caller, route, body, token)
     except TokenError as first:
         config = request.app
-        failed = request[IM_TOKEN]
-        log.info("OpenIM refused the %s token (errCode %d); replacing it", request[ROUTE].token_mode, first.errcode)
-        if request[ROUTE].token_mode == "admin":
-            config[ADMIN_TOKENS].invalidate(failed)
-            request[IM_TOKEN] = await config[ADMIN_TOKENS].get()
+        log.info("OpenIM refused the %s token (errCode %d); replacing it", route.token_mode, first.errcode)
+        if route.token_mode == "admin":
+            config[ADMIN_TOKENS].invalidate(token)
+            token = await config[ADMIN_TOKENS].get()
         else:
-            caller = request[CALLER]
             assert caller.user_id is not None
             fresh = await config[IM_TOKENS].replace(
-                caller.user_id, caller.platform_id, failed, operation_id=request[OPERATION_ID]
+                caller.user_id, caller.platform_id, token, operation_id=request[OPERATION_ID]
             )
-            request[IM_TOKEN] = fresh.token
+            token = fresh.token
     metrics = request.app[METRICS]
     try:
-        response = await handler(request)
+        response = await forward(request, caller, route, body, token)
     except TokenError as second:
         metrics.im_token_recoveries.labels("failed").inc()
         raise TokenRejected(second) from None
@@ -178,34 +163,29 @@ async def recover_token_errors(request: web.Request, handler: Handler) -> web.St
     return response
 
 
-CHAIN = (authenticate, check_ban, apply_route_policy, resolve_im_token, recover_token_errors)
-
-
 # -- forwarding -----------------------------------------------------------------------------------
 
 
-async def forward(request: web.Request) -> web.StreamResponse:
-    route = request[ROUTE]
+async def forward(request: web.Request, caller: Caller, route: Route, body: bytes, token: str) -> web.StreamResponse:
     if route.answer == "self_user_info":
-        return await _self_user_info(request)
-    headers = _upstream_headers(request, request.app[SETTINGS].trusted_proxies)
+        return await _self_user_info(request, caller, token)
+    headers = _upstream_headers(request, token, request.app[SETTINGS].trusted_proxies)
     query = request.raw_path.partition("?")[2]
-    async with request.app[OPENIM].exchange(route.path, request[BODY], headers, query=query) as upstream:
-        return await _relay(request, upstream)
+    async with request.app[OPENIM].exchange(route.path, body, headers, query=query) as upstream:
+        return await _relay(request, route, upstream)
 
 
-def _upstream_headers(request: web.Request, trusted: Sequence[Network]) -> CIMultiDict[str]:
-    named_by_connection = {
-        name.strip().lower() for value in request.headers.getall("Connection", []) for name in value.split(",")
-    }
-    headers: CIMultiDict[str] = CIMultiDict(
-        (name, value)
-        for name, value in request.headers.items()
-        if name.lower() not in NOT_FORWARDED
-        and name.lower() not in named_by_connection
-        and not name.lower().startswith("proxy-")
-    )
-    headers["token"] = request[IM_TOKEN]
+def _upstream_headers(request: web.Request, token: str, trusted: Sequence[Network]) -> CIMultiDict[str]:
+    dropped = NOT_FORWARDED
+    if "Connection" in request.headers:  # and the fields it names, hop-by-hop too
+        named = {name.strip().lower() for value in request.headers.getall("Connection") for name in value.split(",")}
+        dropped = dropped | named
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in request.headers.items():
+        lower = name.lower()
+        if lower not in dropped and not lower.startswith("proxy-"):
+            headers.add(name, value)
+    headers["token"] = token
     headers["operationID"] = request[OPERATION_ID]
     headers["Content-Type"] = "application/json"
     headers["X-Forwarded-For"] = forwarded_for(request, trusted)
@@ -213,7 +193,7 @@ def _upstream_headers(request: web.Request, trusted: Sequence[Network]) -> CIMul
     return headers
 
 
-async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+async def _relay(request: web.Request, route: Route, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
     # OpenIM answers its envelope with 200, or 400 for some bad JSON.
     if upstream.status not in (200, 400):
         raise OpenIMProtocolError(f"OpenIM answered HTTP {upstream.status}")
@@ -229,7 +209,7 @@ async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.
     if 1501 <= code <= 1507:
         raise OpenIMAPIError.from_envelope(code, str(envelope.get("errMsg", "")), "")
     if code != 0:
-        request.app[METRICS].openim_failed(request[ROUTE].path, "errcode", code)
+        request.app[METRICS].openim_failed(route.path, "errcode", code)
         return _json_response(request, upstream.status, orjson.dumps(_scrubbed(envelope)))
     return _json_response(request, upstream.status, bytes(head))
 
@@ -263,13 +243,12 @@ async def _stream(request: web.Request, upstream: aiohttp.ClientResponse, head: 
     return response
 
 
-async def _self_user_info(request: web.Request) -> web.StreamResponse:
-    caller = request[CALLER]
+async def _self_user_info(request: web.Request, caller: Caller, token: str) -> web.StreamResponse:
     data = await request.app[OPENIM].call(
         "/user/get_users_info",
         {"userIDs": [caller.user_id]},
         operation_id=request[OPERATION_ID],
-        token=request[IM_TOKEN],
+        token=token,
     )
     infos = data.get("usersInfo") if isinstance(data, dict) else None
     if not infos:

@@ -51,8 +51,8 @@ class MemoryStore(Store):
         self._set_ttl(key, ttl)
         return True
 
-    async def set_if_absent_many(self, items: Sequence[tuple[str, bytes, float]]) -> list[bool]:
-        return [await self.set_if_absent(key, value, ttl=ttl) for key, value, ttl in items]
+    async def set_if_absent_many(self, keys: Sequence[str], value: bytes, *, ttl: float) -> list[bool]:
+        return [await self.set_if_absent(key, value, ttl=ttl) for key in keys]
 
     async def delete(self, *keys: str) -> int:
         self._check_open()

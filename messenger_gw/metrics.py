@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import (
@@ -133,18 +132,35 @@ class Metrics:
             multiprocess_mode="max",
         )
 
-    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Count one answered request; the labelled children are looked up once per label set."""
+    def request_started(self) -> float:
+        self.http_in_flight.inc()
+        return time.perf_counter()
+
+    def request_answered(self, request: web.Request, status: int, started: float) -> None:
+        """Count and time one answered request, and write its access line."""
+        elapsed = time.perf_counter() - started
+        method = request.method if request.method in KNOWN_METHODS else "other"
+        route = request.get(ROUTE_LABEL) or route_template(request)
+        self.http_in_flight.dec()
         key = (route, method, status)
         children = self._request_children.get(key)
-        if children is None:
+        if children is None:  # the labelled children are looked up once per label set
             children = self._request_children[key] = (
                 self.http_duration.labels(route, method),
                 self.http_requests.labels(route, method, str(status)),
             )
         duration, count = children
-        duration.observe(seconds)
+        duration.observe(elapsed)
         count.inc()
+        # The route template, never the raw path: a webhook path carries a secret.
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s %d",
+                method,
+                route,
+                status,
+                extra={"method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1000, 3)},
+            )
 
     def openim_failed(self, route: str, kind: str, errcode: int | None = None) -> None:
         self.openim_errors.labels(route, kind).inc()
@@ -178,38 +194,6 @@ def route_template(request: web.Request) -> str:
     if resource is None or request.match_info.http_exception is not None:
         return UNMATCHED_ROUTE
     return resource.canonical
-
-
-@web.middleware
-async def metrics_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    metrics = request.app[METRICS]
-    method = request.method if request.method in KNOWN_METHODS else "other"
-    metrics.http_in_flight.inc()
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        elapsed = time.perf_counter() - started
-        route = request.get(ROUTE_LABEL) or route_template(request)
-        metrics.http_in_flight.dec()
-        metrics.request_done(route, method, status, elapsed)
-        # The route template, never the raw path: a webhook path carries a secret.
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                "%s %s %d",
-                method,
-                route,
-                status,
-                extra={"method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1000, 3)},
-            )
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

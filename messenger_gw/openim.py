@@ -26,10 +26,10 @@ deliberate: ``errMsg``/``errDlt`` differ between OpenIM patch releases.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from types import TracebackType
 from typing import Any, ClassVar
 
 import aiohttp
@@ -204,6 +204,62 @@ class NewUser:
 # -- the client -------------------------------------------------------------------------
 
 
+class Exchange:
+    """:meth:`OpenIMClient.exchange`: a class rather than a generator-based context manager,
+    which would add two frames to every wait on the upstream."""
+
+    __slots__ = ("_client", "_headers", "_path", "_payload", "_response", "_started", "_url")
+
+    def __init__(self, client: OpenIMClient, path: str, payload: bytes, headers: Mapping[str, str], query: str) -> None:
+        self._client = client
+        self._path = path
+        self._url = client.base_url + path + (f"?{query}" if query else "")
+        self._payload = payload
+        self._headers = headers
+        self._started = 0.0
+        self._response: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        self._started = time.perf_counter()
+        try:
+            self._response = await self._client._send(self._url, self._payload, self._headers)
+        except BaseException as exc:
+            self._client.metrics.openim_call_done(self._path, time.perf_counter() - self._started)
+            error = self._counted(exc)
+            if error is exc:
+                raise
+            raise error from exc
+        return self._response
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        assert self._response is not None
+        await self._response.__aexit__(kind, exc, traceback)
+        self._client.metrics.openim_call_done(self._path, time.perf_counter() - self._started)
+        if exc is not None:
+            error = self._counted(exc)
+            if error is not exc:
+                raise error from exc
+
+    def _counted(self, exc: BaseException) -> BaseException:
+        """``exc`` as an :class:`OpenIMError` if it is a transport failure; any OpenIM failure counted by kind."""
+        base_url, path = self._client.base_url, self._path
+        error: BaseException
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            error = OpenIMConnectError(f"cannot connect to OpenIM at {base_url}: {exc.os_error}")
+        elif isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+            error = OpenIMTimeout(f"OpenIM at {base_url} did not answer {path} in time")
+        elif isinstance(exc, aiohttp.ClientError):
+            error = OpenIMUnavailable(f"OpenIM at {base_url} failed on {path}: {type(exc).__name__}")
+        else:
+            error = exc
+        if isinstance(error, OpenIMError):
+            errcode = error.errcode if isinstance(error, OpenIMAPIError) else None
+            self._client.metrics.openim_failed(path, error.kind, errcode)
+        return error
+
+
 class OpenIMClient:
     """Calls OpenIM through one shared, pooled ``aiohttp.ClientSession``.
 
@@ -214,7 +270,7 @@ class OpenIMClient:
     def __init__(self, session: aiohttp.ClientSession, base_url: str, *, metrics: Metrics) -> None:
         self._session = session
         self._base_url = base_url.rstrip("/")
-        self._metrics = metrics
+        self.metrics = metrics
 
     @property
     def base_url(self) -> str:
@@ -233,33 +289,14 @@ class OpenIMClient:
         async with self.exchange(path, orjson.dumps(body), headers) as response:
             return _parse_envelope(response.status, await response.read())
 
-    @contextlib.asynccontextmanager
-    async def exchange(
-        self, path: str, payload: bytes, headers: Mapping[str, str], *, query: str = ""
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    def exchange(self, path: str, payload: bytes, headers: Mapping[str, str], *, query: str = "") -> Exchange:
         """One POST to OpenIM, its answer open for reading; both :meth:`call` and the /im proxy use it.
 
         Transport failures, in sending or in reading the answer, become
         :class:`OpenIMUnavailable`; every :class:`OpenIMError` raised inside is
         counted by kind, and the whole exchange is timed.
         """
-        url = self._base_url + path + (f"?{query}" if query else "")
-        started = time.perf_counter()
-        try:
-            try:
-                async with await self._send(url, payload, headers) as response:
-                    yield response
-            except aiohttp.ClientConnectorError as exc:
-                raise OpenIMConnectError(f"cannot connect to OpenIM at {self._base_url}: {exc.os_error}") from exc
-            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                raise OpenIMTimeout(f"OpenIM at {self._base_url} did not answer {path} in time") from exc
-            except aiohttp.ClientError as exc:
-                raise OpenIMUnavailable(f"OpenIM at {self._base_url} failed on {path}: {type(exc).__name__}") from exc
-        except OpenIMError as exc:
-            self._metrics.openim_failed(path, exc.kind, exc.errcode if isinstance(exc, OpenIMAPIError) else None)
-            raise
-        finally:
-            self._metrics.openim_call_done(path, time.perf_counter() - started)
+        return Exchange(self, path, payload, headers, query)
 
     async def _send(self, url: str, payload: bytes, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
         try:

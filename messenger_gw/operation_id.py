@@ -1,7 +1,8 @@
 """The operationID that ties one request together across the gateway, its logs and OpenIM.
 
 A client-supplied ``X-Request-ID`` (or ``operationID``) is kept when it is a
-sane token; otherwise one is minted. It is echoed back as ``X-Request-ID``.
+sane token; otherwise one is minted. The edge (``edge.py``) echoes it back as
+``X-Request-ID``.
 """
 
 from __future__ import annotations
@@ -9,16 +10,12 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-
-from .logs import OPERATION_ID_VAR
 
 OPERATION_ID: web.RequestKey[str] = web.RequestKey("operation_id", str)
 
 RESPONSE_HEADER = "X-Request-ID"
-_REQUEST_HEADERS = ("X-Request-ID", "operationID")
 _SANE = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 
 
@@ -39,21 +36,7 @@ def accept_operation_id(candidate: str | None) -> str:
     return new_operation_id()
 
 
-@web.middleware
-async def operation_id_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    candidate = next((v for h in _REQUEST_HEADERS if (v := request.headers.get(h)) is not None), None)
-    operation_id = accept_operation_id(candidate)
-    request[OPERATION_ID] = operation_id
-    token = OPERATION_ID_VAR.set(operation_id)
-    try:
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            exc.headers[RESPONSE_HEADER] = operation_id
-            raise
-        response.headers[RESPONSE_HEADER] = operation_id
-        return response
-    finally:
-        OPERATION_ID_VAR.reset(token)
+def operation_id_of(request: web.Request) -> str:
+    """The request's own ``X-Request-ID`` (or ``operationID``) when sane, else a fresh one."""
+    headers = request.headers
+    return accept_operation_id(headers.get("X-Request-ID") or headers.get("operationID"))

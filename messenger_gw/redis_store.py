@@ -21,6 +21,16 @@ from .store import Message, PendingEntry, Store, StoreError, StreamEntry, Subscr
 
 CLUSTER_SUFFIX = "+cluster"
 
+# SET NX PX for each key, answered as one array: one command on the wire and one reply to read,
+# where a pipeline costs redis-py a command cycle (packing, a read under a timeout) per key.
+_SET_IF_ABSENT_MANY = """
+local claimed = {}
+for i, key in ipairs(KEYS) do
+    claimed[i] = redis.call('SET', key, ARGV[1], 'PX', ARGV[2], 'NX') and 1 or 0
+end
+return claimed
+"""
+
 
 @contextlib.contextmanager
 def _translated() -> Iterator[None]:
@@ -40,6 +50,7 @@ def _first_line(exc: Exception) -> str:
 class RedisStore(Store):
     def __init__(self, client: redis.Redis | RedisCluster) -> None:
         self._client = client
+        self._set_if_absent_many = client.register_script(_SET_IF_ABSENT_MANY)
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 2.0, max_connections: int = 200) -> RedisStore:
@@ -70,15 +81,18 @@ class RedisStore(Store):
         with _translated():
             return bool(await self._client.set(key, value, px=_ms(ttl), nx=True))
 
-    async def set_if_absent_many(self, items: Sequence[tuple[str, bytes, float]]) -> list[bool]:
-        if not items:
+    async def set_if_absent_many(self, keys: Sequence[str], value: bytes, *, ttl: float) -> list[bool]:
+        if not keys:
             return []
         with _translated():
-            # Not a transaction: the keys may live in different Cluster slots.
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key, value, ttl in items:
-                    pipe.set(key, value, px=_ms(ttl), nx=True)
-                replies = await pipe.execute()
+            if isinstance(self._client, RedisCluster):
+                # A script's keys must share a slot; a pipeline (not a transaction) need not.
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.set(key, value, px=_ms(ttl), nx=True)
+                    replies = await pipe.execute()
+            else:
+                replies = await self._set_if_absent_many(keys=keys, args=[value, _ms(ttl)])
         return [bool(reply) for reply in replies]
 
     async def delete(self, *keys: str) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from collections.abc import Callable
 
@@ -68,8 +69,11 @@ class Session:
         )
 
 
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22}")
+
+
 def looks_like_session_id(value: str) -> bool:
-    return len(value) == 22 and value.isascii() and all(c.isalnum() or c in "-_" for c in value)
+    return _SESSION_ID.fullmatch(value) is not None
 
 
 class Sessions:
@@ -88,7 +92,7 @@ class Sessions:
         self._clock = clock
         self._cache: TTLCache[str, Session] = TTLCache(max_size=cache_size, ttl=CACHE_TTL)
         invalidation.register(INVALIDATION_KIND, self._cache)
-        self._nonces = SetIfAbsentCoalescer(store)
+        self._nonces = SetIfAbsentCoalescer(store, value=b"", ttl=NONCE_TTL)
 
     async def create(self, platform_id: int, client_key: X25519PublicKey) -> tuple[Session, str]:
         """A new anonymous session and the server's public key for the client."""
@@ -107,24 +111,29 @@ class Sessions:
         return session, public_key_text(server_key)
 
     async def get(self, session_id: str) -> Session | None:
-        if not looks_like_session_id(session_id):
-            return None
         session = self._cache.get(session_id)
-        if session is None:
-            raw = await self._store.get(keys.session(session_id))
-            if raw is None:
-                return None
-            session = Session.decode(session_id, raw)
-        remaining = session.expires_at - self._clock()
-        if remaining <= 0:
+        if session is not None:
+            if session.expires_at > self._clock():
+                return session
             self._cache.drop(session_id)
             return None
+        if not looks_like_session_id(session_id):
+            return None
+        raw = await self._store.get(keys.session(session_id))
+        if raw is None:
+            return None
+        session = Session.decode(session_id, raw)
+        remaining = session.expires_at - self._clock()
+        if remaining <= 0:
+            return None
+        # Cached from the store read only, not refreshed on hits: the cache's own deadline
+        # is what bounds how long a missed invalidation can last.
         self._cache.put(session_id, session, ttl=remaining)
         return session
 
     async def claim_nonce(self, session_id: str, nonce: str) -> bool:
         """True the first time ``nonce`` is seen for this session within the signature window."""
-        return await self._nonces.set_if_absent(keys.nonce(session_id, nonce), b"", ttl=NONCE_TTL)
+        return await self._nonces.claim(keys.nonce(session_id, nonce))
 
     async def bind(self, session: Session, user_id: str) -> Session:
         """Tie an anonymous session to the user who logged in on it."""

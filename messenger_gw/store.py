@@ -88,8 +88,8 @@ class Store(abc.ABC):
         """Set ``key`` only if it does not exist; True when this call set it."""
 
     @abc.abstractmethod
-    async def set_if_absent_many(self, items: Sequence[tuple[str, bytes, float]]) -> list[bool]:
-        """:meth:`set_if_absent` for each ``(key, value, ttl)``, in one round trip; a result per item."""
+    async def set_if_absent_many(self, keys: Sequence[str], value: bytes, *, ttl: float) -> list[bool]:
+        """:meth:`set_if_absent` for each key, in one round trip; a result per key, in order."""
 
     @abc.abstractmethod
     async def delete(self, *keys: str) -> int:

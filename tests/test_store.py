@@ -197,10 +197,12 @@ async def test_incr_counts_within_a_window_that_starts_at_the_first_hit(store: S
 
 async def test_set_if_absent_many_answers_per_item_in_one_call(store: Store) -> None:
     await store.set("taken", b"x")
-    results = await store.set_if_absent_many([("free", b"1", 1.0), ("taken", b"2", 1.0), ("free", b"3", 1.0)])
+    results = await store.set_if_absent_many(["free", "taken", "free"], b"1", ttl=1.0)
     assert results == [True, False, False]
     assert await store.get("free") == b"1"
-    assert await store.set_if_absent_many([]) == []
+    assert await store.get("taken") == b"x"
+    assert 0 < (await store.ttl("free") or 0) <= 1.0
+    assert await store.set_if_absent_many([], b"1", ttl=1.0) == []
 
 
 async def test_stream_entries_come_back_newest_first_before_a_cursor(store: Store) -> None:

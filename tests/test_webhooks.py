@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -341,9 +340,6 @@ class FlakyStore(MemoryStore):
         if self.down:
             raise StoreError("ConnectionError: down")
         return await super().append(stream, fields, max_len=max_len)
-
-    async def set_if_absent_many(self, items: Sequence[tuple[str, bytes, float]]) -> list[bool]:
-        return await super().set_if_absent_many(items)
 
 
 async def test_a_poison_event_is_retried_then_dead_lettered() -> None:
