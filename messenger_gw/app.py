@@ -22,6 +22,7 @@ from .audit import AUDIT_LOG, AuditLog
 from .authentication import AUTHENTICATOR, Authenticator
 from .bans import BANS, Bans
 from .conversation_access import CONVERSATION_ACCESS, ConversationAccess
+from .deadlines import Deadlines
 from .edge import edge_middleware
 from .health import DRAINING, healthz, readyz
 from .identity import IDENTITY_VERIFIER, DevOTPVerifier, IdentityVerifier, UserServiceVerifier
@@ -91,10 +92,9 @@ async def _openim_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.openim_api_url is not None  # checked by create_app
     t = settings.openim_timeouts
-    session = new_session(
-        max_connections=settings.openim_max_connections, connect=t.connect, pool=t.pool, read=t.read, total=t.total
-    )
-    client = OpenIMClient(session, settings.openim_api_url, metrics=app[METRICS])
+    session = new_session(max_connections=settings.openim_max_connections, connect=t.connect, pool=t.pool)
+    deadlines = Deadlines(read=t.read, total=t.total)
+    client = OpenIMClient(session, settings.openim_api_url, metrics=app[METRICS], deadlines=deadlines)
     tokens = AdminTokenManager(
         client,
         settings.openim_secret,

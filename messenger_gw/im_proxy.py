@@ -37,7 +37,7 @@ from .client_ip import forwarded_for
 from .conversation_access import CONVERSATION_ACCESS
 from .im_tokens import IM_TOKENS
 from .metrics import METRICS, ROUTE_LABEL
-from .openim import OPENIM, OpenIMAPIError, OpenIMProtocolError, TokenError, read_envelope
+from .openim import OPENIM, Exchange, OpenIMAPIError, OpenIMProtocolError, TokenError, read_envelope
 from .operation_id import OPERATION_ID
 from .route_policy import ROUTE_TABLE, NotAParty, Route, RouteNotFound
 from .settings import SETTINGS, Network
@@ -171,8 +171,9 @@ async def forward(request: web.Request, caller: Caller, route: Route, body: byte
         return await _self_user_info(request, caller, token)
     headers = _upstream_headers(request, token, request.app[SETTINGS].trusted_proxies)
     query = request.raw_path.partition("?")[2]
-    async with request.app[OPENIM].exchange(route.path, body, headers, query=query) as upstream:
-        return await _relay(request, route, upstream)
+    exchange = request.app[OPENIM].exchange(route.path, body, headers, query=query)
+    async with exchange as upstream:
+        return await _relay(request, route, upstream, exchange)
 
 
 def _upstream_headers(request: web.Request, token: str, trusted: Sequence[Network]) -> CIMultiDict[str]:
@@ -193,17 +194,20 @@ def _upstream_headers(request: web.Request, token: str, trusted: Sequence[Networ
     return headers
 
 
-async def _relay(request: web.Request, route: Route, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+async def _relay(
+    request: web.Request, route: Route, upstream: aiohttp.ClientResponse, exchange: Exchange
+) -> web.StreamResponse:
     # OpenIM answers its envelope with 200, or 400 for some bad JSON.
     if upstream.status not in (200, 400):
         raise OpenIMProtocolError(f"OpenIM answered HTTP {upstream.status}")
     head = bytearray()
     while len(head) <= PEEK_BYTES and not upstream.content.at_eof():
         head += await upstream.content.read(PEEK_BYTES + 1 - len(head))
+        exchange.progress()
     if not upstream.content.at_eof():
         if upstream.status != 200:  # too large to be an error envelope, and not one to pass on unread
             raise OpenIMProtocolError(f"OpenIM answered HTTP {upstream.status} with a large body")
-        return await _stream(request, upstream, bytes(head))
+        return await _stream(request, upstream, bytes(head), exchange)
     envelope = read_envelope(upstream.status, bytes(head))
     code = envelope["errCode"]
     if 1501 <= code <= 1507:
@@ -231,13 +235,16 @@ def _json_response(request: web.Request, status: int, body: bytes) -> web.Respon
     return response
 
 
-async def _stream(request: web.Request, upstream: aiohttp.ClientResponse, head: bytes) -> web.StreamResponse:
+async def _stream(
+    request: web.Request, upstream: aiohttp.ClientResponse, head: bytes, exchange: Exchange
+) -> web.StreamResponse:
     response = web.StreamResponse(status=upstream.status)
     response.content_type = "application/json"
     response.enable_compression()
     await response.prepare(request)
     await response.write(head)
     async for chunk in upstream.content.iter_chunked(PEEK_BYTES):
+        exchange.progress()
         await response.write(chunk)
     await response.write_eof()
     return response

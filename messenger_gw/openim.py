@@ -36,6 +36,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from .deadlines import Deadline, Deadlines
 from .metrics import Metrics
 
 ADMIN_PLATFORM_ID = 10
@@ -208,7 +209,7 @@ class Exchange:
     """:meth:`OpenIMClient.exchange`: a class rather than a generator-based context manager,
     which would add two frames to every wait on the upstream."""
 
-    __slots__ = ("_client", "_headers", "_path", "_payload", "_response", "_started", "_url")
+    __slots__ = ("_client", "_deadline", "_headers", "_path", "_payload", "_response", "_started", "_url")
 
     def __init__(self, client: OpenIMClient, path: str, payload: bytes, headers: Mapping[str, str], query: str) -> None:
         self._client = client
@@ -217,47 +218,56 @@ class Exchange:
         self._payload = payload
         self._headers = headers
         self._started = 0.0
+        self._deadline: Deadline | None = None
         self._response: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
         self._started = time.perf_counter()
+        self._deadline = self._client.deadlines.start()
         try:
             self._response = await self._client._send(self._url, self._payload, self._headers)
         except BaseException as exc:
-            self._client.metrics.openim_call_done(self._path, time.perf_counter() - self._started)
-            error = self._counted(exc)
-            if error is exc:
-                raise
-            raise error from exc
+            self._finish(exc, self._deadline.stop(exc))
+            raise
         return self._response
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         assert self._response is not None
-        await self._response.__aexit__(kind, exc, traceback)
-        self._client.metrics.openim_call_done(self._path, time.perf_counter() - self._started)
-        if exc is not None:
-            error = self._counted(exc)
-            if error is not exc:
-                raise error from exc
+        assert self._deadline is not None
+        try:
+            await self._response.__aexit__(kind, exc, traceback)
+        except BaseException as late:  # the deadline may pass while the connection is released
+            self._finish(late, self._deadline.stop(late))
+            raise
+        self._finish(exc, self._deadline.stop(exc))
 
-    def _counted(self, exc: BaseException) -> BaseException:
-        """``exc`` as an :class:`OpenIMError` if it is a transport failure; any OpenIM failure counted by kind."""
-        base_url, path = self._client.base_url, self._path
-        error: BaseException
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            error = OpenIMConnectError(f"cannot connect to OpenIM at {base_url}: {exc.os_error}")
-        elif isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
-            error = OpenIMTimeout(f"OpenIM at {base_url} did not answer {path} in time")
-        elif isinstance(exc, aiohttp.ClientError):
-            error = OpenIMUnavailable(f"OpenIM at {base_url} failed on {path}: {type(exc).__name__}")
+    def progress(self) -> None:
+        """Part of the answer arrived: its read deadline starts again."""
+        assert self._deadline is not None
+        self._deadline.progress()
+
+    def _finish(self, exc: BaseException | None, failure: BaseException | None) -> None:
+        """Time the exchange; raise ``failure`` as an :class:`OpenIMError` if it is a transport
+        failure or a passed deadline (``exc`` propagates otherwise); count any OpenIM failure."""
+        client, path = self._client, self._path
+        client.metrics.openim_call_done(path, time.perf_counter() - self._started)
+        error: BaseException | None
+        if isinstance(failure, aiohttp.ClientConnectorError):
+            error = OpenIMConnectError(f"cannot connect to OpenIM at {client.base_url}: {failure.os_error}")
+        elif isinstance(failure, (TimeoutError, aiohttp.ServerTimeoutError)):
+            error = OpenIMTimeout(f"OpenIM at {client.base_url} did not answer {path} in time")
+        elif isinstance(failure, aiohttp.ClientError):
+            error = OpenIMUnavailable(f"OpenIM at {client.base_url} failed on {path}: {type(failure).__name__}")
         else:
-            error = exc
+            error = failure
         if isinstance(error, OpenIMError):
             errcode = error.errcode if isinstance(error, OpenIMAPIError) else None
-            self._client.metrics.openim_failed(path, error.kind, errcode)
-        return error
+            client.metrics.openim_failed(path, error.kind, errcode)
+        if error is not exc:
+            assert error is not None
+            raise error from exc
 
 
 class OpenIMClient:
@@ -267,10 +277,13 @@ class OpenIMClient:
     limits and timeouts (:func:`new_session`), tests may hand in any session.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, *, metrics: Metrics) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, base_url: str, *, metrics: Metrics, deadlines: Deadlines
+    ) -> None:
         self._session = session
         self._base_url = base_url.rstrip("/")
         self.metrics = metrics
+        self.deadlines = deadlines
 
     @property
     def base_url(self) -> str:
@@ -376,12 +389,15 @@ class OpenIMClient:
 OPENIM: web.AppKey[OpenIMClient] = web.AppKey("openim", OpenIMClient)
 
 
-def new_session(
-    *, max_connections: int, connect: float, pool: float, read: float, total: float
-) -> aiohttp.ClientSession:
-    """The one pooled session for OpenIM: bounded pool, bounded time for every phase."""
+def new_session(*, max_connections: int, connect: float, pool: float) -> aiohttp.ClientSession:
+    """The one pooled session for OpenIM: a bounded pool, bounded waits for it and for connecting.
+
+    The read and total bounds of each call are :class:`Deadlines` in :class:`OpenIMClient`,
+    cheaper than aiohttp's per-call timers (``deadlines.py``); aiohttp arms these two only when
+    a call must wait for the pool or open a connection.
+    """
     connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections, ttl_dns_cache=60)
-    timeout = aiohttp.ClientTimeout(total=total, connect=pool + connect, sock_connect=connect, sock_read=read)
+    timeout = aiohttp.ClientTimeout(total=None, connect=pool + connect, sock_connect=connect)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,

@@ -25,6 +25,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from messenger_gw.app import create_app
 from messenger_gw.client import GatewayClient
+from messenger_gw.deadlines import Deadlines
 from messenger_gw.metrics import Metrics
 from messenger_gw.openim import OpenIMClient, new_session
 from messenger_gw.sandbox import FakeClock, Sandbox, SandboxConfig, create_sandbox_app
@@ -177,7 +178,7 @@ def base_url(server: TestServer) -> str:
 
 @pytest.fixture
 async def openim_session() -> AsyncIterator[aiohttp.ClientSession]:
-    session = new_session(max_connections=100, connect=1, pool=1, read=5, total=10)
+    session = new_session(max_connections=100, connect=1, pool=1)
     yield session
     await session.close()
 
@@ -188,8 +189,15 @@ def metrics() -> Metrics:
 
 
 @pytest.fixture
-def openim_client(sandbox_server: TestServer, openim_session: aiohttp.ClientSession, metrics: Metrics) -> OpenIMClient:
-    return OpenIMClient(openim_session, base_url(sandbox_server), metrics=metrics)
+def deadlines() -> Deadlines:
+    return Deadlines(read=5, total=10)
+
+
+@pytest.fixture
+def openim_client(
+    sandbox_server: TestServer, openim_session: aiohttp.ClientSession, metrics: Metrics, deadlines: Deadlines
+) -> OpenIMClient:
+    return OpenIMClient(openim_session, base_url(sandbox_server), metrics=metrics, deadlines=deadlines)
 
 
 @pytest.fixture

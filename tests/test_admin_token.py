@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from messenger_gw.admin_token import AdminTokenManager
+from messenger_gw.deadlines import Deadlines
 from messenger_gw.metrics import Metrics
 from messenger_gw.openim import NewUser, OpenIMClient, OpenIMConnectError, TokenKickedError
 from messenger_gw.sandbox import FakeClock, Sandbox, TokenState
@@ -108,7 +109,7 @@ async def test_a_second_token_error_is_raised_not_retried_again(
 async def test_unreachable_openim_gives_a_clear_error_and_counts_it(openim_session: aiohttp.ClientSession) -> None:
     metrics = Metrics()
     url = f"http://{LOOPBACK}:{free_port()}"
-    tokens = manager(OpenIMClient(openim_session, url, metrics=metrics), metrics)
+    tokens = manager(OpenIMClient(openim_session, url, metrics=metrics, deadlines=Deadlines(read=5, total=10)), metrics)
     with pytest.raises(OpenIMConnectError, match=re.escape(f"cannot connect to OpenIM at {url}")):
         await tokens.get()
     assert refreshes(metrics, "error") == 1

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from messenger_gw.deadlines import Deadlines
 from messenger_gw.metrics import Metrics
 from messenger_gw.openim import (
     ArgsError,
@@ -34,6 +35,10 @@ from messenger_gw.sandbox import FakeClock
 from .conftest import LOOPBACK, base_url, free_port, sample
 
 DAY = 86400
+
+
+def client_of(session: aiohttp.ClientSession, url: str, metrics: Metrics | None = None) -> OpenIMClient:
+    return OpenIMClient(session, url, metrics=metrics or Metrics(), deadlines=Deadlines(read=5, total=10))
 
 
 async def admin(client: OpenIMClient) -> str:
@@ -122,7 +127,7 @@ async def test_operation_id_and_token_headers_are_sent_on_every_call(
         seen.append((request.headers.get("operationID"), request.headers.get("token")))
         return web.json_response({"errCode": 0, "errMsg": "", "errDlt": "", "data": {"serverTime": 5}})
 
-    client = OpenIMClient(openim_session, await serve(app_answering(record)), metrics=Metrics())
+    client = client_of(openim_session, await serve(app_answering(record)))
     assert await client.get_server_time("tok", operation_id="op-42") == 5
     assert seen == [("op-42", "tok")]
 
@@ -141,7 +146,7 @@ async def test_answers_that_are_not_the_envelope_are_protocol_errors(
         return web.Response(status=status, body=body)
 
     metrics = Metrics()
-    client = OpenIMClient(openim_session, await serve(app_answering(answer)), metrics=metrics)
+    client = client_of(openim_session, await serve(app_answering(answer)), metrics)
     with pytest.raises(OpenIMProtocolError):
         await client.get_server_time("tok", operation_id="t")
     assert sample(metrics, "messenger_gw_openim_errors_total", route="/msg/get_server_time", kind="protocol") == 1
@@ -153,14 +158,14 @@ async def test_data_missing_its_fields_is_a_protocol_error(
     async def answer(request: web.Request) -> web.Response:
         return web.json_response({"errCode": 0, "errMsg": "", "errDlt": "", "data": {"token": 7}})
 
-    client = OpenIMClient(openim_session, await serve(app_answering(answer)), metrics=Metrics())
+    client = client_of(openim_session, await serve(app_answering(answer)))
     with pytest.raises(OpenIMProtocolError, match=r"data\.token"):
         await client.get_admin_token("s", "imAdmin", operation_id="t")
 
 
 async def test_unreachable_openim_is_a_clear_connect_error(openim_session: aiohttp.ClientSession) -> None:
     url = f"http://{LOOPBACK}:{free_port()}"
-    client = OpenIMClient(openim_session, url, metrics=Metrics())
+    client = client_of(openim_session, url)
     with pytest.raises(OpenIMConnectError, match=re.escape(f"cannot connect to OpenIM at {url}")):
         await client.get_server_time("tok", operation_id="t")
 
@@ -173,9 +178,9 @@ async def test_a_slow_answer_is_a_timeout(serve: Callable[[web.Application], Awa
         return web.json_response({"errCode": 0})
 
     url = await serve(app_answering(stall))
-    session = new_session(max_connections=4, connect=1, pool=1, read=0.2, total=5)
+    session = new_session(max_connections=4, connect=1, pool=1)
     try:
-        client = OpenIMClient(session, url, metrics=Metrics())
+        client = OpenIMClient(session, url, metrics=Metrics(), deadlines=Deadlines(read=0.2, total=5))
         with pytest.raises(OpenIMTimeout):
             await client.get_server_time("tok", operation_id="t")
     finally:
