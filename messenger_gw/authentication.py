@@ -89,8 +89,10 @@ class Authenticator:
     async def _first_known(
         self, candidates: list[signatures.ParsedSignature]
     ) -> tuple[signatures.ParsedSignature, Session]:
+        sessions = self._sessions
         for candidate in candidates:
-            session = await self._sessions.get(candidate.keyid)
+            keyid = candidate.keyid
+            session = sessions.cached(keyid) or await sessions.get(keyid)
             if session is not None:
                 return candidate, session
         raise signatures.SignatureRejected("unknown_session")

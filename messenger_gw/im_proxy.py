@@ -200,22 +200,22 @@ async def _relay(
     # OpenIM answers its envelope with 200, or 400 for some bad JSON.
     if upstream.status not in (200, 400):
         raise OpenIMProtocolError(f"OpenIM answered HTTP {upstream.status}")
-    head = bytearray()
+    head = b""  # usually one read: then no copy at all
     while len(head) <= PEEK_BYTES and not upstream.content.at_eof():
         head += await upstream.content.read(PEEK_BYTES + 1 - len(head))
         exchange.progress()
     if not upstream.content.at_eof():
         if upstream.status != 200:  # too large to be an error envelope, and not one to pass on unread
             raise OpenIMProtocolError(f"OpenIM answered HTTP {upstream.status} with a large body")
-        return await _stream(request, upstream, bytes(head), exchange)
-    envelope = read_envelope(upstream.status, bytes(head))
+        return await _stream(request, upstream, head, exchange)
+    envelope = read_envelope(upstream.status, head)
     code = envelope["errCode"]
     if 1501 <= code <= 1507:
         raise OpenIMAPIError.from_envelope(code, str(envelope.get("errMsg", "")), "")
     if code != 0:
         request.app[METRICS].openim_failed(route.path, "errcode", code)
         return _json_response(request, upstream.status, orjson.dumps(_scrubbed(envelope)))
-    return _json_response(request, upstream.status, bytes(head))
+    return _json_response(request, upstream.status, head)
 
 
 def _scrubbed(envelope: dict[str, Any]) -> dict[str, Any]:
