@@ -459,14 +459,42 @@ async def test_slow_openim_is_504_within_the_timeout(start_gateway: StartGateway
         await client.handshake(platform_id=5)
         await client.login({"userID": "alice", "code": GOOD_CODE})
         recorder.overrides["/msg/get_server_time"] = stall
+        started = time.monotonic()
         try:
             async with asyncio.timeout(5):
                 status, body, _ = await im(client, "/im/msg/get_server_time")
         finally:
             release.set()
+    assert 0.3 <= time.monotonic() - started < 0.9  # the read deadline, not the total, and no later
     assert (status, body["errCode"]) == (504, 50400)
     route = "/msg/get_server_time"
     assert sample(gateway.app[METRICS], "messenger_gw_openim_errors_total", route=route, kind="timeout") == 1
+
+
+async def test_an_answer_that_keeps_arriving_outlives_the_read_timeout(
+    start_gateway: StartGateway, recorder: Recorder
+) -> None:
+    gateway = await start_gateway(PHASE="4", OPENIM_READ_TIMEOUT="0.3", OPENIM_TOTAL_TIMEOUT="4")
+    chunk = b" " * 40_000  # JSON whitespace: with the envelope, over the 64 KiB peek, so streamed
+
+    async def dripping(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_type = "application/json"
+        await response.prepare(request)
+        await response.write(b'{"errCode":0,"errMsg":"","errDlt":"","data":{"serverTime":1}')
+        for _ in range(4):  # 0.8 s in all, never 0.3 s without a byte
+            await asyncio.sleep(0.2)
+            await response.write(chunk)
+        await response.write(b"}")
+        await response.write_eof()
+        return response
+
+    async with gateway.client() as client:
+        await client.handshake(platform_id=5)
+        await client.login({"userID": "alice", "code": GOOD_CODE})
+        recorder.overrides["/msg/get_server_time"] = dripping
+        status, body, _ = await im(client, "/im/msg/get_server_time")
+    assert (status, body["data"]) == (200, {"serverTime": 1})
 
 
 async def test_openim_down_is_502(start_gateway: StartGateway, sandbox: Sandbox, clean_redis: RedisProcess) -> None:
