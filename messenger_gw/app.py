@@ -30,7 +30,7 @@ from .im_tokens import IM_TOKENS, ImTokens
 from .invalidation import INVALIDATION, Invalidation, listening
 from .jwt_auth import JWTVerifier
 from .memory_store import MemoryStore
-from .metrics import METRICS, Metrics, metrics_handler
+from .metrics import METRICS, Metrics, flushing, metrics_handler
 from .moderation import MODERATION, Moderation, retrying
 from .openim import OPENIM, OpenIMClient, new_session
 from .provisioning import PROVISIONER, Provisioner
@@ -57,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     app[ROUTE_TABLE] = RouteTable.load(settings.route_table)
     app[METRICS] = Metrics()
     app[DRAINING] = asyncio.Event()
+    app.cleanup_ctx.append(_metrics_ctx)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_openim_ctx)
     app.cleanup_ctx.append(_auth_ctx)
@@ -77,6 +78,11 @@ def open_store(settings: Settings) -> Store:
             raise ValueError("the in-memory store is only for dev mode")
         return MemoryStore()
     return RedisStore.from_url(settings.redis_url.reveal())
+
+
+async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with flushing(app[METRICS]):
+        yield
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -2,13 +2,27 @@
 
 Labels are bounded sets (route template, method, status, OpenIM route and
 errCode, failure kind); a user ID is never a label.
+
+The per-request series (requests, their durations, requests in flight, and
+the durations of calls to OpenIM) are tallied in plain Python as requests
+end and moved into prometheus-client's metrics by :meth:`Metrics.flush`, at
+every scrape and every second (:func:`flushing`): each update of a
+prometheus-client value takes a lock, and in the multiprocess mode of
+``serve --workers N`` writes a memory-mapped file, and per request that cost
+the 2-worker /im path about 15% of its throughput (``docs/performance.md``).
+Another worker's requests therefore show in a scrape up to a second late.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import contextlib
 import logging
+import math
 import os
 import time
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import (
@@ -33,8 +47,42 @@ MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # Seconds; dense below 100 ms where the gateway's own overhead lives.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+_BOUNDS = (*LATENCY_BUCKETS, math.inf)
+FLUSH_INTERVAL = 1.0
+
 UNMATCHED_ROUTE = "unmatched"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class _BatchHistogram(Histogram):
+    def observe_tally(self, tally: _Tally) -> None:
+        """As many observations at once as :meth:`observe` one by one would record.
+
+        prometheus-client has no public call for this; it keeps one value per bucket (not
+        cumulative) and one for the sum, which is what this adds to. ``test_metrics`` checks
+        the exposition against the same observations made one by one.
+        """
+        self._raise_if_not_observable()  # type: ignore[no-untyped-call]
+        self._sum.inc(tally.sum)
+        for value, count in zip(self._buckets, tally.buckets, strict=True):
+            if count:
+                value.inc(count)
+
+
+class _Tally:
+    """Observations of one series since the last flush."""
+
+    __slots__ = ("buckets", "count", "sum")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sum = 0.0
+        self.buckets = [0] * len(_BOUNDS)
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self.sum += seconds
+        self.buckets[bisect.bisect_left(_BOUNDS, seconds)] += 1
 
 
 class Metrics:
@@ -47,7 +95,7 @@ class Metrics:
             ["route", "method", "status"],
             registry=r,
         )
-        self.http_duration = Histogram(
+        self.http_duration = _BatchHistogram(
             "messenger_gw_http_request_duration_seconds",
             "Time from request received to response prepared, by route template and method.",
             ["route", "method"],
@@ -55,15 +103,16 @@ class Metrics:
             registry=r,
         )
         # Bounded like the labels themselves: route templates x methods x statuses.
-        self._request_children: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
-        self._openim_children: dict[str, Histogram] = {}
+        self._requests: dict[tuple[str, str, int], _Tally] = {}
+        self._openim_calls: dict[str, _Tally] = {}
+        self._in_flight = 0
         self.http_in_flight = Gauge(
             "messenger_gw_http_requests_in_flight",
             "Requests being handled right now.",
             registry=r,
             multiprocess_mode="livesum",
         )
-        self.openim_duration = Histogram(
+        self.openim_duration = _BatchHistogram(
             "messenger_gw_openim_request_duration_seconds",
             "Duration of calls to OpenIM's REST API, by OpenIM route.",
             ["route"],
@@ -133,7 +182,7 @@ class Metrics:
         )
 
     def request_started(self) -> float:
-        self.http_in_flight.inc()
+        self._in_flight += 1
         return time.perf_counter()
 
     def request_answered(self, request: web.Request, status: int, started: float) -> None:
@@ -141,17 +190,12 @@ class Metrics:
         elapsed = time.perf_counter() - started
         method = request.method if request.method in KNOWN_METHODS else "other"
         route = request.get(ROUTE_LABEL) or route_template(request)
-        self.http_in_flight.dec()
+        self._in_flight -= 1
         key = (route, method, status)
-        children = self._request_children.get(key)
-        if children is None:  # the labelled children are looked up once per label set
-            children = self._request_children[key] = (
-                self.http_duration.labels(route, method),
-                self.http_requests.labels(route, method, str(status)),
-            )
-        duration, count = children
-        duration.observe(elapsed)
-        count.inc()
+        tally = self._requests.get(key)
+        if tally is None:
+            tally = self._requests[key] = _Tally()
+        tally.add(elapsed)
         # The route template, never the raw path: a webhook path carries a secret.
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
@@ -168,18 +212,49 @@ class Metrics:
             self.openim_errcodes.labels(route, str(errcode)).inc()
 
     def openim_call_done(self, route: str, seconds: float) -> None:
-        child = self._openim_children.get(route)
-        if child is None:
-            child = self._openim_children[route] = self.openim_duration.labels(route)
-        child.observe(seconds)
+        tally = self._openim_calls.get(route)
+        if tally is None:
+            tally = self._openim_calls[route] = _Tally()
+        tally.add(seconds)
+
+    def flush(self) -> None:
+        """Move the requests and OpenIM calls tallied since the last flush into the exported metrics."""
+        self.http_in_flight.set(self._in_flight)
+        requests, self._requests = self._requests, {}
+        for (route, method, status), tally in requests.items():
+            self.http_duration.labels(route, method).observe_tally(tally)
+            self.http_requests.labels(route, method, str(status)).inc(tally.count)
+        calls, self._openim_calls = self._openim_calls, {}
+        for route, tally in calls.items():
+            self.openim_duration.labels(route).observe_tally(tally)
 
     def render(self) -> bytes:
+        self.flush()
         if MULTIPROCESS_DIR in os.environ:
             # Workers of `serve --workers N` share a folder of value files: answer for all of them.
             merged = CollectorRegistry()
             MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
             return generate_latest(merged)
         return generate_latest(self.registry)
+
+
+@contextlib.asynccontextmanager
+async def flushing(metrics: Metrics, interval: float = FLUSH_INTERVAL) -> AsyncIterator[None]:
+    """Flush ``metrics`` every ``interval`` seconds while in the block, and once more on leaving it."""
+
+    async def flush_periodically() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            metrics.flush()
+
+    task = asyncio.create_task(flush_periodically())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        metrics.flush()
 
 
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)

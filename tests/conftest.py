@@ -229,6 +229,7 @@ def gateway_settings(openim_url: str, *, redis_url: str | None = None, **extra: 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
     """A metric's current value; 0 when the series has not been touched."""
+    metrics.flush()
     return metrics.registry.get_sample_value(name, labels) or 0.0
 
 

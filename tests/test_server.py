@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from messenger_gw.app import create_app
 from messenger_gw.health import DRAINING
+from messenger_gw.metrics import FLUSH_INTERVAL
 from messenger_gw.server import serving
 from messenger_gw.settings import HostPort
 
@@ -99,6 +100,8 @@ async def test_serve_with_workers_shares_the_port_and_stops_them_all(
             for _ in range(40):
                 async with http.get(f"http://{LOOPBACK}:{port}/healthz") as response:
                     assert response.status == 200
+            # Each worker adds its tallies to the shared values every second (and at its own scrapes).
+            await asyncio.sleep(FLUSH_INTERVAL + 0.5)
             for _ in range(4):
                 async with http.get(f"http://{LOOPBACK}:{port}/metrics") as response:
                     text = await response.text()
