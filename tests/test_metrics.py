@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from messenger_gw.metrics import LATENCY_BUCKETS, Metrics, _Tally
+from messenger_gw.metrics import LATENCY_BUCKETS, ROUTE_LABEL, Metrics, _Tally
 
 SECONDS = [0.0, 0.0004, 0.001, 0.0011, 0.003, 0.01, 0.2, 0.9999, 2.5, 7.0, 10.0, 11.0, 3600.0]
 
@@ -66,9 +66,10 @@ def test_requests_in_flight_are_exported_at_each_flush() -> None:
     metrics.flush()
     assert metrics.registry.get_sample_value("messenger_gw_http_requests_in_flight") == 3
     request = make_mocked_request("GET", "/healthz")
+    request[ROUTE_LABEL] = "/healthz"
     for at in started:
         metrics.request_answered(request, 200, at)
     metrics.flush()
     assert metrics.registry.get_sample_value("messenger_gw_http_requests_in_flight") == 0
-    labels = {"route": "unmatched", "method": "GET", "status": "200"}
+    labels = {"route": "/healthz", "method": "GET", "status": "200"}
     assert metrics.registry.get_sample_value("messenger_gw_http_requests_total", labels) == 3
