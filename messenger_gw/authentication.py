@@ -125,10 +125,10 @@ class _JoinedHeaders(Mapping[str, str]):
         self._headers = request.headers
 
     def __getitem__(self, name: str) -> str:
-        values = self._headers.getall(name, [])
+        values = self._headers.getall(name, None)
         if not values:
             raise KeyError(name)
-        return ", ".join(v.strip() for v in values)
+        return values[0].strip() if len(values) == 1 else ", ".join(v.strip() for v in values)
 
     def __iter__(self) -> Iterator[str]:
         return iter({name.lower() for name in self._headers})

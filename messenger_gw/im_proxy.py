@@ -113,16 +113,17 @@ async def apply_route_policy(request: web.Request, caller: Caller) -> tuple[Rout
     request[ROUTE_LABEL] = route.label
     assert caller.user_id is not None
     raw = await request.read()
-    empty = not raw.strip()
+    empty = not raw or raw.isspace()
     body = {} if empty else errors.parse_json_object(raw)
     changed = route.apply(body, caller.user_id, caller.platform_id)
-    access, operation_id = config[CONVERSATION_ACCESS], request[OPERATION_ID]
-    for conversation_id in route.named_conversations(body):
-        if not await access.may_read(caller.user_id, conversation_id, operation_id):
-            raise NotAParty(f"Not a party to conversation {conversation_id}")
-    for group_id in route.named_groups(body):
-        if not await access.is_member(caller.user_id, group_id, operation_id):
-            raise NotAParty(f"Not a member of group {group_id}")
+    if route.conversations or route.groups:
+        access, operation_id = config[CONVERSATION_ACCESS], request[OPERATION_ID]
+        for conversation_id in route.named_conversations(body):
+            if not await access.may_read(caller.user_id, conversation_id, operation_id):
+                raise NotAParty(f"Not a party to conversation {conversation_id}")
+        for group_id in route.named_groups(body):
+            if not await access.is_member(caller.user_id, group_id, operation_id):
+                raise NotAParty(f"Not a member of group {group_id}")
     return route, orjson.dumps(body) if changed or empty else raw
 
 

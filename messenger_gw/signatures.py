@@ -82,6 +82,13 @@ class Message:
     scheme: str = "http"
 
     def component(self, name: str) -> str:
+        # The three every signature covers first, without a lookup and a call.
+        if name == "@method":
+            return self.method.upper()
+        if name == "@path":
+            return self.path or "/"
+        if name == "@query":
+            return "?" + self.query
         derive = DERIVED.get(name)
         if derive is not None:
             return derive(self)
