@@ -7,7 +7,9 @@ the seed). Values stay ``bytes`` (``decode_responses=False``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, cast
@@ -15,7 +17,8 @@ from typing import Any, cast
 import redis.asyncio as redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import NoScriptError, RedisError
 
 from .store import Message, PendingEntry, Store, StoreError, StreamEntry, Subscription
 
@@ -47,10 +50,54 @@ def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else ""
 
 
+class _DedicatedScript:
+    """One Lua script run on a connection of its own: EVALSHA straight on the connection.
+
+    For every command redis-py's client takes a connection from the pool, wraps the call in
+    its retry and observability layers and gives the connection back; for the nonce claims,
+    one call per batch on the warm path, that cost the gateway more than the round trip
+    itself. A lock keeps one call at a time on the connection; a failed or interrupted call
+    drops the connection (its reply may still be on the way) and the next call takes a new one.
+    """
+
+    def __init__(self, client: redis.Redis, script: str) -> None:
+        self._pool = client.connection_pool
+        self._script = script.encode()
+        self._sha = hashlib.sha1(self._script).hexdigest()  # noqa: S324 - the name Redis gives the script
+        self._connection: AbstractConnection | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[bytes | int]) -> Any:
+        async with self._lock:
+            if self._connection is None:
+                self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            connection = self._connection
+            try:
+                await connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
+                try:
+                    return await connection.read_response()
+                except NoScriptError:  # a restarted or flushed server: EVAL loads it again
+                    await connection.send_command("EVAL", self._script, len(keys), *keys, *args)
+                    return await connection.read_response()
+            except BaseException:
+                self._connection = None
+                await connection.disconnect()
+                await self._pool.release(connection)
+                raise
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._connection is not None:
+                await self._pool.release(self._connection)
+                self._connection = None
+
+
 class RedisStore(Store):
     def __init__(self, client: redis.Redis | RedisCluster) -> None:
         self._client = client
-        self._set_if_absent_many = client.register_script(_SET_IF_ABSENT_MANY)
+        self._set_if_absent_many = (
+            None if isinstance(client, RedisCluster) else _DedicatedScript(client, _SET_IF_ABSENT_MANY)
+        )
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 2.0, max_connections: int = 200) -> RedisStore:
@@ -85,14 +132,14 @@ class RedisStore(Store):
         if not keys:
             return []
         with _translated():
-            if isinstance(self._client, RedisCluster):
-                # A script's keys must share a slot; a pipeline (not a transaction) need not.
+            if self._set_if_absent_many is None:
+                # On Cluster a script's keys must share a slot; a pipeline (not a transaction) need not.
                 async with self._client.pipeline(transaction=False) as pipe:
                     for key in keys:
                         pipe.set(key, value, px=_ms(ttl), nx=True)
                     replies = await pipe.execute()
             else:
-                replies = await self._set_if_absent_many(keys=keys, args=[value, _ms(ttl)])
+                replies = await self._set_if_absent_many(keys, [value, _ms(ttl)])
         return [bool(reply) for reply in replies]
 
     async def delete(self, *keys: str) -> int:
@@ -242,6 +289,8 @@ class RedisStore(Store):
 
     async def close(self) -> None:
         with _translated():
+            if self._set_if_absent_many is not None:
+                await self._set_if_absent_many.close()
             await self._client.aclose()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -252,3 +253,19 @@ async def test_a_group_read_waits_for_an_append(store: Store) -> None:
 async def test_reading_a_missing_group_is_a_store_error(store: Store) -> None:
     with pytest.raises(StoreError):
         await store.read_group("nogroup", "workers", "c1", count=1)
+
+
+async def test_claims_survive_a_flushed_script_cache_and_a_dropped_connection(clean_redis: RedisProcess) -> None:
+    store = RedisStore.from_url(f"redis://127.0.0.1:{clean_redis.port}")
+    try:
+        assert await store.set_if_absent_many(["a"], b"", ttl=10) == [True]
+        with clean_redis.client() as admin:
+            admin.script_flush()  # as after a restart: EVALSHA answers NOSCRIPT
+        assert await store.set_if_absent_many(["a", "b"], b"", ttl=10) == [False, True]
+        with clean_redis.client() as admin:
+            admin.client_kill_filter(_type="normal", skipme=True)  # the claims' connection among them
+        with contextlib.suppress(StoreError):  # a call on the dropped connection may fail; the next takes a new one
+            await store.set_if_absent_many(["c"], b"", ttl=10)
+        assert await store.set_if_absent_many(["d"], b"", ttl=10) == [True]
+    finally:
+        await store.close()
