@@ -35,6 +35,7 @@ from .settings import DEV_ADMIN_KEY, OPENIM_DEFAULT_SECRET, HostPort, Settings
 log = logging.getLogger(__name__)
 
 GC_FIRST_GENERATION_THRESHOLD = 7_000
+MEMORY_FILE_SYSTEM = "/dev/shm"  # noqa: S108 - only ever the parent of a private mkdtemp folder
 
 
 def run(settings: Settings, *, reuse_port: bool = False) -> None:
@@ -50,7 +51,10 @@ def run_workers(workers: int) -> int:
     restarts one whole, healthy unit rather than a half-dead one.
     """
     command = [sys.executable, "-m", "messenger_gw", "serve", "--reuse-port"]
-    metrics_dir = os.environ.get(MULTIPROCESS_DIR) or tempfile.mkdtemp(prefix="messenger-gw-metrics-")
+    # Workers write their metric values to memory-mapped files there: on a memory file system
+    # when there is one, so those writes never reach a disk.
+    memory = MEMORY_FILE_SYSTEM if os.path.isdir(MEMORY_FILE_SYSTEM) else None
+    metrics_dir = os.environ.get(MULTIPROCESS_DIR) or tempfile.mkdtemp(prefix="messenger-gw-metrics-", dir=memory)
     env = os.environ | {MULTIPROCESS_DIR: metrics_dir}  # every worker's /metrics answers for all
     children = [subprocess.Popen(command, env=env) for _ in range(workers)]  # noqa: S603 - our own entry point
     print(f"messenger-gw: {workers} workers: {' '.join(str(c.pid) for c in children)}", flush=True)
