@@ -99,7 +99,10 @@ async def authenticate(request: web.Request) -> Caller:
 
 async def check_ban(request: web.Request, caller: Caller) -> None:
     assert caller.user_id is not None
-    await request.app[BANS].check(caller.user_id)
+    bans = request.app[BANS]
+    if bans.cached(caller.user_id) is False:  # the warm path: known not to be banned
+        return
+    await bans.check(caller.user_id)
 
 
 async def apply_route_policy(request: web.Request, caller: Caller) -> tuple[Route, bytes]:
@@ -132,7 +135,10 @@ async def resolve_im_token(request: web.Request, caller: Caller, route: Route) -
     if route.token_mode == "admin":
         return await config[ADMIN_TOKENS].get()
     assert caller.user_id is not None
-    token = await config[IM_TOKENS].resolve(caller.user_id, caller.platform_id, operation_id=request[OPERATION_ID])
+    tokens = config[IM_TOKENS]
+    token = tokens.cached(caller.user_id, caller.platform_id) or await tokens.resolve(
+        caller.user_id, caller.platform_id, operation_id=request[OPERATION_ID]
+    )
     return token.token
 
 
