@@ -274,7 +274,8 @@ class OpenIMClient:
     """Calls OpenIM through one shared, pooled ``aiohttp.ClientSession``.
 
     The session is the transport seam: the app builds it with its connector
-    limits and timeouts (:func:`new_session`), tests may hand in any session.
+    limits and its connect and pool timeouts (:func:`new_session`), tests may
+    hand in any session. Every call's read and total bounds are ``deadlines``.
     """
 
     def __init__(
@@ -306,8 +307,10 @@ class OpenIMClient:
         """One POST to OpenIM, its answer open for reading; both :meth:`call` and the /im proxy use it.
 
         Transport failures, in sending or in reading the answer, become
-        :class:`OpenIMUnavailable`; every :class:`OpenIMError` raised inside is
-        counted by kind, and the whole exchange is timed.
+        :class:`OpenIMUnavailable`, and a passed read or total deadline
+        :class:`OpenIMTimeout`; every :class:`OpenIMError` raised inside is
+        counted by kind, and the whole exchange is timed. A reader of a long
+        answer calls :meth:`Exchange.progress` after each part.
         """
         return Exchange(self, path, payload, headers, query)
 

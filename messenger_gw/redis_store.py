@@ -55,9 +55,10 @@ class _DedicatedScript:
 
     For every command redis-py's client takes a connection from the pool, wraps the call in
     its retry and observability layers and gives the connection back; for the nonce claims,
-    one call per batch on the warm path, that cost the gateway more than the round trip
-    itself. A lock keeps one call at a time on the connection; a failed or interrupted call
-    drops the connection (its reply may still be on the way) and the next call takes a new one.
+    one call per batch on the warm path, that was about 2% of the /im path's CPU time
+    (``docs/performance.md``). A lock keeps one call at a time on the connection; a failed or
+    interrupted call drops the connection (its reply may still be on the way) and the next
+    call takes a new one. Nothing is retried: a claim whose reply was lost may have been made.
     """
 
     def __init__(self, client: redis.Redis, script: str) -> None:
