@@ -168,11 +168,28 @@ _CANONICAL_INPUT = re.compile(
 )
 _CANONICAL_BYTES = re.compile(rf"({_SF_KEY})=:([A-Za-z0-9+/]*={{0,2}}):")
 _PARAM = re.compile(rf";({_SF_KEY})=({_SF_STRING}|{_SF_INTEGER})")
+# Within that form, what :func:`sign` sends by default (the gateway's SDK): the required
+# components and the four parameters in its order, read without the general loop.
+_SDK_INPUT = re.compile(
+    rf'({_SF_KEY})=(\("@method" "@path" "@query" "content-digest"\)'
+    rf';created=({_SF_INTEGER});keyid=({_SF_STRING});nonce=({_SF_STRING});alg="{ALGORITHM}")'
+)
 
 
 def _parse_canonical(signature_input: str, signature: str) -> list[ParsedSignature] | None:
-    inputs, values = _CANONICAL_INPUT.fullmatch(signature_input), _CANONICAL_BYTES.fullmatch(signature)
-    if inputs is None or values is None or inputs.group(1) != values.group(1):
+    values = _CANONICAL_BYTES.fullmatch(signature)
+    if values is None:
+        return None
+    sdk = _SDK_INPUT.fullmatch(signature_input)
+    if sdk is not None:
+        label, inner_list, created, keyid, nonce = sdk.groups()
+        raw = _signature_bytes(values, label)
+        if raw is None:
+            return None
+        given = {"created": int(created), "keyid": keyid[1:-1], "nonce": nonce[1:-1], "alg": ALGORITHM}
+        return [ParsedSignature(label, REQUIRED_COMPONENTS, given, raw, None, inner_list)]
+    inputs = _CANONICAL_INPUT.fullmatch(signature_input)
+    if inputs is None:
         return None
     label, inner_list, components, params_text = inputs.groups()
     # A string holds no '"', so '" "' only ever separates two of them.
@@ -182,13 +199,22 @@ def _parse_canonical(signature_input: str, signature: str) -> list[ParsedSignatu
         if key in params:
             return None  # let http_sf decide what a repeated parameter means
         params[key] = value[1:-1] if value[0] == '"' else int(value)
-    try:
-        # The pattern has checked the alphabet, which b64decode(validate=True) would check again.
-        raw = binascii.a2b_base64(values.group(2), strict_mode=True)
-    except binascii.Error:
+    raw = _signature_bytes(values, label)
+    if raw is None:
         return None
     _check_components(names, params)
     return [ParsedSignature(label, tuple(names), params, raw, None, inner_list)]
+
+
+def _signature_bytes(values: re.Match[str], label: str) -> bytes | None:
+    """The bytes of a canonical ``Signature`` if it carries ``label``, else None."""
+    if values.group(1) != label:
+        return None
+    try:
+        # The pattern has checked the alphabet, which b64decode(validate=True) would check again.
+        return binascii.a2b_base64(values.group(2), strict_mode=True)
+    except binascii.Error:
+        return None
 
 
 def _check_components(names: list[str], params: dict[str, Any]) -> None:

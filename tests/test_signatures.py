@@ -277,3 +277,19 @@ def test_a_canonical_digest_and_its_structured_reading_agree() -> None:
     signatures.check_content_digest(header + ", sha-512=:AA==:", BODY)  # not canonical: http_sf reads it
     with rejected("digest_mismatch"):
         signatures.check_content_digest(header + ", sha-512=:AA==:", b"other")
+
+
+def test_what_sign_sends_is_read_by_the_sdk_pattern_as_http_sf_reads_it() -> None:
+    msg = message()
+    headers = signatures.sign(msg, key=KEY, keyid="sess", created=1_795_000_000, nonce="n-1")
+    assert signatures._SDK_INPUT.fullmatch(headers["Signature-Input"]) is not None
+    [fast] = signatures._parse_canonical(headers["Signature-Input"], headers["Signature"]) or []
+    [slow] = signatures._parse_structured(headers["Signature-Input"], headers["Signature"])
+    assert (fast.label, fast.components, fast.params, fast.signature, fast.base(msg)) == (
+        slow.label,
+        slow.components,
+        slow.params,
+        slow.signature,
+        slow.base(msg),
+    )
+    fast.verify(msg, KEY)
