@@ -41,7 +41,7 @@ def forwarded_for(request: web.Request, trusted: Sequence[Network]) -> str:
     peer = request.remote or "unknown"
     address = _address(request.remote)
     chain = ", ".join(request.headers.getall("X-Forwarded-For", []))
-    if address is not None and _is_trusted(address, trusted) and chain:
+    if chain and address is not None and _is_trusted(address, trusted):
         return f"{chain}, {peer}"
     return peer
 

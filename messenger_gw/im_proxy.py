@@ -193,11 +193,12 @@ def _upstream_headers(request: web.Request, token: str, trusted: Sequence[Networ
         lower = name.lower()
         if lower not in dropped and not lower.startswith("proxy-"):
             headers.add(name, value)
-    headers["token"] = token
-    headers["operationID"] = request[OPERATION_ID]
-    headers["Content-Type"] = "application/json"
-    headers["X-Forwarded-For"] = forwarded_for(request, trusted)
-    headers["X-Forwarded-Proto"] = request.scheme
+    # All in NOT_FORWARDED, so none is there yet: added, not replaced.
+    headers.add("token", token)
+    headers.add("operationID", request[OPERATION_ID])
+    headers.add("Content-Type", "application/json")
+    headers.add("X-Forwarded-For", forwarded_for(request, trusted))
+    headers.add("X-Forwarded-Proto", request.scheme)
     return headers
 
 
