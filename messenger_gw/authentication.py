@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Literal
 
 from aiohttp import web
@@ -75,9 +75,11 @@ class Authenticator:
         headers = request.headers
         try:
             candidates = signatures.parse(headers.get("Signature-Input"), headers.get("Signature"))
-            signature, session = await self._first_known(candidates)
+            signature, session = candidates[0], self._sessions.cached(candidates[0].keyid)
+            if session is None:
+                signature, session = await self._first_known(candidates)
             signature.check(self._clock())
-            signature.verify(_message(request), session.key)
+            signature.verify(_message(request, signature.components), session.key)
             signatures.check_content_digest(headers.get("Content-Digest"), await request.read())
         except signatures.SignatureRejected as exc:
             raise Unauthenticated(exc.reason) from None
@@ -89,10 +91,8 @@ class Authenticator:
     async def _first_known(
         self, candidates: list[signatures.ParsedSignature]
     ) -> tuple[signatures.ParsedSignature, Session]:
-        sessions = self._sessions
         for candidate in candidates:
-            keyid = candidate.keyid
-            session = sessions.cached(keyid) or await sessions.get(keyid)
+            session = await self._sessions.get(candidate.keyid)
             if session is not None:
                 return candidate, session
         raise signatures.SignatureRejected("unknown_session")
@@ -106,15 +106,19 @@ class Authenticator:
         return Caller(identity.user_id, identity.platform_id, "jwt", jwt_id=identity.jwt_id)
 
 
-def _message(request: web.Request) -> signatures.Message:
+_NAMING_THE_TARGET = frozenset({"@authority", "@scheme", "@target-uri"})
+
+
+def _message(request: web.Request, components: Sequence[str]) -> signatures.Message:
     path, _, query = request.raw_path.partition("?")
+    names_target = not _NAMING_THE_TARGET.isdisjoint(components)  # usually not: host and scheme go unread
     return signatures.Message(
         method=request.method,
         path=path,
         query=query,
         headers=_JoinedHeaders(request),
-        authority=request.host,
-        scheme=request.scheme,
+        authority=request.host if names_target else "",
+        scheme=request.scheme if names_target else "http",
     )
 
 

@@ -334,8 +334,15 @@ class _Request:
     headers: dict[str, str]
 
 
+@pytest.mark.parametrize(
+    "covered",
+    [
+        ("@method", "@path", "@query", "content-digest"),
+        ("@method", "@authority", "@scheme", "@target-uri", "@path", "@query", "content-digest"),
+    ],
+)
 async def test_the_gateway_accepts_requests_signed_by_an_independent_implementation(
-    gateway: Gateway, client: GatewayClient
+    gateway: Gateway, client: GatewayClient, covered: tuple[str, ...]
 ) -> None:
     assert client.state is not None
     key = client.state.key
@@ -354,7 +361,7 @@ async def test_the_gateway_accepts_requests_signed_by_an_independent_implementat
         key_id=client.state.session_id,
         created=datetime.datetime.now(datetime.UTC),
         nonce="independent-1",
-        covered_component_ids=("@method", "@path", "@query", "content-digest"),
+        covered_component_ids=covered,
         body=body,
     )
     reply = await send(gateway.url, "POST", "/auth/login", body, request.headers)
