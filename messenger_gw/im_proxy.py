@@ -210,8 +210,9 @@ async def _relay(
         raise OpenIMProtocolError(f"OpenIM answered HTTP {upstream.status}")
     head = b""  # usually one read: then no copy at all
     while len(head) <= PEEK_BYTES and not upstream.content.at_eof():
+        if head:  # more than one read: each restarts the read deadline
+            exchange.progress()
         head += await upstream.content.read(PEEK_BYTES + 1 - len(head))
-        exchange.progress()
     if not upstream.content.at_eof():
         if upstream.status != 200:  # too large to be an error envelope, and not one to pass on unread
             raise OpenIMProtocolError(f"OpenIM answered HTTP {upstream.status} with a large body")
@@ -251,6 +252,7 @@ async def _stream(
     response.enable_compression()
     await response.prepare(request)
     await response.write(head)
+    exchange.progress()
     async for chunk in upstream.content.iter_chunked(PEEK_BYTES):
         exchange.progress()
         await response.write(chunk)
