@@ -224,8 +224,13 @@ class Exchange:
     async def __aenter__(self) -> aiohttp.ClientResponse:
         self._started = time.perf_counter()
         self._deadline = self._client.deadlines.start()
+        post = self._client.session.post
         try:
-            self._response = await self._client._send(self._url, self._payload, self._headers)
+            try:
+                self._response = await post(self._url, data=self._payload, headers=self._headers)
+            except aiohttp.ClientConnectorError:
+                # A failed connect sent nothing, so one retry cannot apply a call twice.
+                self._response = await post(self._url, data=self._payload, headers=self._headers)
         except BaseException as exc:
             self._finish(exc, self._deadline.stop(exc))
             raise
@@ -313,13 +318,6 @@ class OpenIMClient:
         answer calls :meth:`Exchange.progress` after each part.
         """
         return Exchange(self, path, payload, headers, query)
-
-    async def _send(self, url: str, payload: bytes, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
-        try:
-            return await self._session.post(url, data=payload, headers=headers)
-        except aiohttp.ClientConnectorError:
-            # A failed connect sent nothing, so one retry cannot apply a call twice.
-            return await self._session.post(url, data=payload, headers=headers)
 
     # -- auth ----------------------------------------------------------------------
 
