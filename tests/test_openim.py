@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.connector import Connection
 from aiohttp.test_utils import TestServer
 
 from messenger_gw.deadlines import Deadlines
@@ -196,3 +199,42 @@ async def test_errcodes_are_counted_by_route_and_code(openim_client: OpenIMClien
 
 def test_issued_token_repr_hides_the_token() -> None:
     assert "secret-token" not in repr(IssuedToken("secret-token", 60))
+
+
+class OneFailedConnect(aiohttp.TCPConnector):
+    """Refuses the first connection it is asked for, as a restarting OpenIM would."""
+
+    refused = 0
+
+    async def connect(self, req: ClientRequest, *args: Any, **kwargs: Any) -> Connection:
+        if not self.refused:
+            self.refused += 1
+            raise aiohttp.ClientConnectorError(req.connection_key, ConnectionRefusedError(111, "refused"))
+        return await super().connect(req, *args, **kwargs)
+
+
+async def test_a_failed_connect_is_tried_once_more(serve: Callable[[web.Application], Awaitable[str]]) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response({"errCode": 0, "errMsg": "", "errDlt": "", "data": {"serverTime": 5}})
+
+    url = await serve(app_answering(answer))
+    connector = OneFailedConnect()
+    async with aiohttp.ClientSession(connector=connector) as session:
+        assert await client_of(session, url).get_server_time("tok", operation_id="t") == 5
+    assert connector.refused == 1
+
+
+async def test_a_call_that_reached_openim_is_never_sent_again(
+    serve: Callable[[web.Application], Awaitable[str]], openim_session: aiohttp.ClientSession
+) -> None:
+    received = 0
+
+    async def fail(request: web.Request) -> web.Response:
+        nonlocal received
+        received += 1
+        return web.Response(status=500)
+
+    client = client_of(openim_session, await serve(app_answering(fail)))
+    with pytest.raises(OpenIMProtocolError):
+        await client.get_server_time("tok", operation_id="t")
+    assert received == 1
