@@ -75,9 +75,7 @@ class Authenticator:
         headers = request.headers
         try:
             candidates = signatures.parse(headers.get("Signature-Input"), headers.get("Signature"))
-            signature, session = candidates[0], self._sessions.cached(candidates[0].keyid)
-            if session is None:
-                signature, session = await self._first_known(candidates)
+            signature, session = await self._first_known(candidates)
             signature.check(self._clock())
             signature.verify(_message(request, signature.components), session.key)
             signatures.check_content_digest(headers.get("Content-Digest"), await request.read())

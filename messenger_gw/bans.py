@@ -68,10 +68,6 @@ class Bans:
         raw = await self._store.get(keys.ban(user_id))
         return Ban.decode(user_id, raw) if raw is not None else None
 
-    def cached(self, user_id: str) -> bool | None:
-        """Whether ``user_id`` is banned, if this process knows; no store call, no await."""
-        return self._cache.get(user_id)
-
     async def is_banned(self, user_id: str) -> bool:
         banned = self._cache.get(user_id)
         if banned is None:

@@ -99,10 +99,7 @@ async def authenticate(request: web.Request) -> Caller:
 
 async def check_ban(request: web.Request, caller: Caller) -> None:
     assert caller.user_id is not None
-    bans = request.app[BANS]
-    if bans.cached(caller.user_id) is False:  # the warm path: known not to be banned
-        return
-    await bans.check(caller.user_id)
+    await request.app[BANS].check(caller.user_id)
 
 
 async def apply_route_policy(request: web.Request, caller: Caller) -> tuple[Route, bytes]:
@@ -135,10 +132,7 @@ async def resolve_im_token(request: web.Request, caller: Caller, route: Route) -
     if route.token_mode == "admin":
         return await config[ADMIN_TOKENS].get()
     assert caller.user_id is not None
-    tokens = config[IM_TOKENS]
-    token = tokens.cached(caller.user_id, caller.platform_id) or await tokens.resolve(
-        caller.user_id, caller.platform_id, operation_id=request[OPERATION_ID]
-    )
+    token = await config[IM_TOKENS].resolve(caller.user_id, caller.platform_id, operation_id=request[OPERATION_ID])
     return token.token
 
 
@@ -210,9 +204,7 @@ async def _relay(
         raise OpenIMProtocolError(f"OpenIM answered HTTP {upstream.status}")
     head = b""  # usually one read: then no copy at all
     while len(head) <= PEEK_BYTES and not upstream.content.at_eof():
-        if head:  # more than one read: each restarts the read deadline
-            exchange.progress()
-        head += await upstream.content.read(PEEK_BYTES + 1 - len(head))
+        head += await exchange.read(PEEK_BYTES + 1 - len(head))
     if not upstream.content.at_eof():
         if upstream.status != 200:  # too large to be an error envelope, and not one to pass on unread
             raise OpenIMProtocolError(f"OpenIM answered HTTP {upstream.status} with a large body")
@@ -252,9 +244,7 @@ async def _stream(
     response.enable_compression()
     await response.prepare(request)
     await response.write(head)
-    exchange.progress()
-    async for chunk in upstream.content.iter_chunked(PEEK_BYTES):
-        exchange.progress()
+    while chunk := await exchange.read(PEEK_BYTES):
         await response.write(chunk)
     await response.write_eof()
     return response

@@ -68,16 +68,11 @@ class ImTokens:
         self._cache: TTLCache[str, dict[int, StoredToken]] = TTLCache(max_size=100_000, ttl=CACHE_TTL)
         invalidation.register(INVALIDATION_KIND, self._cache)
 
-    def cached(self, user_id: str, platform_id: int) -> StoredToken | None:
-        """The unexpired token this process holds for (user, platform); no store call, no await."""
-        by_platform = self._cache.get(user_id)
-        token = by_platform.get(platform_id) if by_platform is not None else None
-        return token if token is not None and token.expires_at > self._clock() else None
-
     async def resolve(self, user_id: str, platform_id: int, *, operation_id: str) -> StoredToken:
         """The token to call OpenIM with for (user, platform): cached, stored, or minted once."""
-        token = self.cached(user_id, platform_id)
-        if token is not None:
+        by_platform = self._cache.get(user_id)
+        token = by_platform.get(platform_id) if by_platform is not None else None
+        if token is not None and token.expires_at > self._clock():
             return token
         token = await self.stored(user_id, platform_id)
         if token is None:

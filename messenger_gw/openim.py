@@ -248,10 +248,13 @@ class Exchange:
             raise
         self._finish(exc, self._deadline.stop(exc))
 
-    def progress(self) -> None:
-        """Part of the answer arrived: its read deadline starts again."""
+    async def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the answer (b"" at its end); each part restarts the read deadline."""
+        assert self._response is not None
         assert self._deadline is not None
+        data = await self._response.content.read(size)
         self._deadline.progress()
+        return data
 
     def _finish(self, exc: BaseException | None, failure: BaseException | None) -> None:
         """Time the exchange; raise ``failure`` as an :class:`OpenIMError` if it is a transport
@@ -314,8 +317,8 @@ class OpenIMClient:
         Transport failures, in sending or in reading the answer, become
         :class:`OpenIMUnavailable`, and a passed read or total deadline
         :class:`OpenIMTimeout`; every :class:`OpenIMError` raised inside is
-        counted by kind, and the whole exchange is timed. A reader of a long
-        answer calls :meth:`Exchange.progress` after each part.
+        counted by kind, and the whole exchange is timed. A long answer read
+        through :meth:`Exchange.read` gets ``read`` seconds for each part.
         """
         return Exchange(self, path, payload, headers, query)
 

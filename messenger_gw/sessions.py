@@ -110,18 +110,13 @@ class Sessions:
         await self._store.set(keys.session(session_id), session.encode(), ttl=self._ttl)
         return session, public_key_text(server_key)
 
-    def cached(self, session_id: str) -> Session | None:
-        """The session if this process holds it and it has not expired: no store call, no await."""
+    async def get(self, session_id: str) -> Session | None:
         session = self._cache.get(session_id)
-        if session is not None and session.expires_at <= self._clock():
+        if session is not None:
+            if session.expires_at > self._clock():
+                return session
             self._cache.drop(session_id)
             return None
-        return session
-
-    async def get(self, session_id: str) -> Session | None:
-        session = self.cached(session_id)
-        if session is not None:
-            return session
         if not looks_like_session_id(session_id):
             return None
         raw = await self._store.get(keys.session(session_id))
