@@ -211,9 +211,10 @@ async def _relay(
         return await _stream(request, upstream, head, exchange)
     envelope = read_envelope(upstream.status, head)
     code = envelope["errCode"]
-    if 1501 <= code <= 1507:
-        raise OpenIMAPIError.from_envelope(code, str(envelope.get("errMsg", "")), "")
     if code != 0:
+        error = OpenIMAPIError.from_envelope(code, str(envelope.get("errMsg", "")), "")
+        if isinstance(error, TokenError):  # recover_token_errors replaces the token and replays
+            raise error
         request.app[METRICS].openim_failed(route.path, "errcode", code)
         return _json_response(request, upstream.status, orjson.dumps(_scrubbed(envelope)))
     return _json_response(request, upstream.status, head)
