@@ -151,9 +151,14 @@ def from_store(exc: StoreError) -> GatewayError:
 async def read_json_object(request: web.Request, *, empty_as_object: bool = False) -> dict[str, Any]:
     """The request body as a JSON object (``{}`` for an empty one if ``empty_as_object``), or :class:`InvalidJSON`."""
     raw = await request.read()
-    if empty_as_object and not raw.strip():
+    if empty_as_object and is_blank(raw):
         return {}
     return parse_json_object(raw)
+
+
+def is_blank(raw: bytes) -> bool:
+    """No body, or only whitespace: what a route that takes no fields may be sent."""
+    return not raw or raw.isspace()
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:

@@ -113,7 +113,7 @@ async def apply_route_policy(request: web.Request, caller: Caller) -> tuple[Rout
     request[ROUTE_LABEL] = route.label
     assert caller.user_id is not None
     raw = await request.read()
-    empty = not raw or raw.isspace()
+    empty = errors.is_blank(raw)
     body = {} if empty else errors.parse_json_object(raw)
     changed = route.apply(body, caller.user_id, caller.platform_id)
     if route.conversations or route.groups:
