@@ -232,7 +232,7 @@ class Exchange:
                 # A failed connect sent nothing, so one retry cannot apply a call twice.
                 self._response = await post(self._url, data=self._payload, headers=self._headers)
         except BaseException as exc:
-            self._finish(exc, self._deadline.stop(exc))
+            self._finish(exc)
             raise
         return self._response
 
@@ -240,13 +240,12 @@ class Exchange:
         self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         assert self._response is not None
-        assert self._deadline is not None
         try:
             await self._response.__aexit__(kind, exc, traceback)
         except BaseException as late:  # the deadline may pass while the connection is released
-            self._finish(late, self._deadline.stop(late))
+            self._finish(late)
             raise
-        self._finish(exc, self._deadline.stop(exc))
+        self._finish(exc)
 
     async def read(self, size: int) -> bytes:
         """Up to ``size`` bytes of the answer (b"" at its end); each part restarts the read deadline."""
@@ -256,9 +255,12 @@ class Exchange:
         self._deadline.progress()
         return data
 
-    def _finish(self, exc: BaseException | None, failure: BaseException | None) -> None:
-        """Time the exchange; raise ``failure`` as an :class:`OpenIMError` if it is a transport
-        failure or a passed deadline (``exc`` propagates otherwise); count any OpenIM failure."""
+    def _finish(self, exc: BaseException | None) -> None:
+        """Stop the deadline and time the exchange; raise ``exc`` as an :class:`OpenIMError` if it
+        is a transport failure or the deadline's cancellation (it propagates as it is otherwise);
+        count any OpenIM failure."""
+        assert self._deadline is not None
+        failure = self._deadline.stop(exc)
         client, path = self._client, self._path
         client.metrics.openim_call_done(path, time.perf_counter() - self._started)
         error: BaseException | None
