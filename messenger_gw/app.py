@@ -32,7 +32,7 @@ from .jwt_auth import JWTVerifier
 from .memory_store import MemoryStore
 from .metrics import METRICS, Metrics, flushing, metrics_handler
 from .moderation import MODERATION, Moderation, retrying
-from .openim import OPENIM, OpenIMClient, new_session
+from .openim import OPENIM, OpenIMClient, new_pool
 from .provisioning import PROVISIONER, Provisioner
 from .rate_limit import RateLimit
 from .redis_store import RedisStore
@@ -98,9 +98,10 @@ async def _openim_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.openim_api_url is not None  # checked by create_app
     t = settings.openim_timeouts
-    session = new_session(max_connections=settings.openim_max_connections, connect=t.connect, pool=t.pool)
+    url = settings.openim_api_url
+    pool = new_pool(url, max_connections=settings.openim_max_connections, connect=t.connect, pool=t.pool)
     deadlines = Deadlines(read=t.read, total=t.total)
-    client = OpenIMClient(session, settings.openim_api_url, metrics=app[METRICS], deadlines=deadlines)
+    client = OpenIMClient(pool, url, metrics=app[METRICS], deadlines=deadlines)
     tokens = AdminTokenManager(
         client,
         settings.openim_secret,
@@ -113,7 +114,7 @@ async def _openim_ctx(app: web.Application) -> AsyncIterator[None]:
     await tokens.start()
     yield
     await tokens.stop()
-    await session.close()
+    await pool.close()
 
 
 async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -24,7 +24,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict
@@ -41,6 +40,7 @@ from .openim import OPENIM, Exchange, OpenIMAPIError, OpenIMProtocolError, Token
 from .operation_id import OPERATION_ID
 from .route_policy import ROUTE_TABLE, NotAParty, Route, RouteNotFound
 from .settings import SETTINGS, Network
+from .upstream import Answer
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +173,8 @@ async def forward(request: web.Request, caller: Caller, route: Route, body: byte
     headers = _upstream_headers(request, token, request.app[SETTINGS].trusted_proxies)
     query = request.raw_path.partition("?")[2]
     exchange = request.app[OPENIM].exchange(route.path, body, headers, query=query)
-    async with exchange as upstream:
-        return await _relay(request, route, upstream, exchange)
+    async with exchange as answer:
+        return await _relay(request, route, answer, exchange)
 
 
 def _upstream_headers(request: web.Request, token: str, trusted: Sequence[Network]) -> CIMultiDict[str]:
@@ -196,28 +196,26 @@ def _upstream_headers(request: web.Request, token: str, trusted: Sequence[Networ
     return headers
 
 
-async def _relay(
-    request: web.Request, route: Route, upstream: aiohttp.ClientResponse, exchange: Exchange
-) -> web.StreamResponse:
+async def _relay(request: web.Request, route: Route, answer: Answer, exchange: Exchange) -> web.StreamResponse:
     # OpenIM answers its envelope with 200, or 400 for some bad JSON.
-    if upstream.status not in (200, 400):
-        raise OpenIMProtocolError(f"OpenIM answered HTTP {upstream.status}")
+    if answer.status not in (200, 400):
+        raise OpenIMProtocolError(f"OpenIM answered HTTP {answer.status}")
     head = b""  # usually one read: then no copy at all
-    while len(head) <= PEEK_BYTES and not upstream.content.at_eof():
+    while len(head) <= PEEK_BYTES and not answer.at_eof():
         head += await exchange.read(PEEK_BYTES + 1 - len(head))
-    if not upstream.content.at_eof():
-        if upstream.status != 200:  # too large to be an error envelope, and not one to pass on unread
-            raise OpenIMProtocolError(f"OpenIM answered HTTP {upstream.status} with a large body")
-        return await _stream(request, upstream, head, exchange)
-    envelope = read_envelope(upstream.status, head)
+    if not answer.at_eof():
+        if answer.status != 200:  # too large to be an error envelope, and not one to pass on unread
+            raise OpenIMProtocolError(f"OpenIM answered HTTP {answer.status} with a large body")
+        return await _stream(request, answer, head, exchange)
+    envelope = read_envelope(answer.status, head)
     code = envelope["errCode"]
     if code != 0:
         error = OpenIMAPIError.from_envelope(code, str(envelope.get("errMsg", "")), "")
         if isinstance(error, TokenError):  # recover_token_errors replaces the token and replays
             raise error
         request.app[METRICS].openim_failed(route.path, "errcode", code)
-        return _json_response(request, upstream.status, orjson.dumps(_scrubbed(envelope)))
-    return _json_response(request, upstream.status, head)
+        return _json_response(request, answer.status, orjson.dumps(_scrubbed(envelope)))
+    return _json_response(request, answer.status, head)
 
 
 def _scrubbed(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -237,10 +235,8 @@ def _json_response(request: web.Request, status: int, body: bytes) -> web.Respon
     return response
 
 
-async def _stream(
-    request: web.Request, upstream: aiohttp.ClientResponse, head: bytes, exchange: Exchange
-) -> web.StreamResponse:
-    response = web.StreamResponse(status=upstream.status)
+async def _stream(request: web.Request, answer: Answer, head: bytes, exchange: Exchange) -> web.StreamResponse:
+    response = web.StreamResponse(status=answer.status)
     response.content_type = "application/json"
     response.enable_compression()
     await response.prepare(request)

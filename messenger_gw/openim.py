@@ -31,13 +31,15 @@ import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 from aiohttp import web
 
+from . import upstream
 from .deadlines import Deadline, Deadlines
 from .metrics import Metrics
+from .upstream import Answer, UpstreamPool
 
 ADMIN_PLATFORM_ID = 10
 USER_PLATFORM_IDS = range(1, 10)
@@ -209,49 +211,45 @@ class Exchange:
     """:meth:`OpenIMClient.exchange`: a class rather than a generator-based context manager,
     which would add two frames to every wait on the upstream."""
 
-    __slots__ = ("_client", "_deadline", "_headers", "_path", "_payload", "_response", "_started", "_url")
+    __slots__ = ("_answer", "_client", "_deadline", "_headers", "_path", "_payload", "_started", "_target")
 
     def __init__(self, client: OpenIMClient, path: str, payload: bytes, headers: Mapping[str, str], query: str) -> None:
         self._client = client
         self._path = path
-        self._url = client.base_url + path + (f"?{query}" if query else "")
+        self._target = client.base_path + path + (f"?{query}" if query else "")
         self._payload = payload
         self._headers = headers
         self._started = 0.0
         self._deadline: Deadline | None = None
-        self._response: aiohttp.ClientResponse | None = None
+        self._answer: Answer | None = None
 
-    async def __aenter__(self) -> aiohttp.ClientResponse:
+    async def __aenter__(self) -> Answer:
         self._started = time.perf_counter()
         self._deadline = self._client.deadlines.start()
-        post = self._client.session.post
+        request = self._client.pool.request
         try:
             try:
-                self._response = await post(self._url, data=self._payload, headers=self._headers)
-            except aiohttp.ClientConnectorError:
+                self._answer = await request("POST", self._target, self._headers, self._payload)
+            except upstream.ConnectError:
                 # A failed connect sent nothing, so one retry cannot apply a call twice.
-                self._response = await post(self._url, data=self._payload, headers=self._headers)
+                self._answer = await request("POST", self._target, self._headers, self._payload)
         except BaseException as exc:
             self._finish(exc)
             raise
-        return self._response
+        return self._answer
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        assert self._response is not None
-        try:
-            await self._response.__aexit__(kind, exc, traceback)
-        except BaseException as late:  # the deadline may pass while the connection is released
-            self._finish(late)
-            raise
+        assert self._answer is not None
+        self._answer.close()
         self._finish(exc)
 
     async def read(self, size: int) -> bytes:
         """Up to ``size`` bytes of the answer (b"" at its end); each part restarts the read deadline."""
-        assert self._response is not None
+        assert self._answer is not None
         assert self._deadline is not None
-        data = await self._response.content.read(size)
+        data = await self._answer.read(size)
         self._deadline.progress()
         return data
 
@@ -264,12 +262,12 @@ class Exchange:
         client, path = self._client, self._path
         client.metrics.openim_call_done(path, time.perf_counter() - self._started)
         error: BaseException | None
-        if isinstance(failure, aiohttp.ClientConnectorError):
-            error = OpenIMConnectError(f"cannot connect to OpenIM at {client.base_url}: {failure.os_error}")
-        elif isinstance(failure, (TimeoutError, aiohttp.ServerTimeoutError)):
+        if isinstance(failure, upstream.ConnectError):
+            error = OpenIMConnectError(f"cannot connect to OpenIM at {client.base_url}: {failure.__cause__}")
+        elif isinstance(failure, (TimeoutError, upstream.ConnectTimeout)):
             error = OpenIMTimeout(f"OpenIM at {client.base_url} did not answer {path} in time")
-        elif isinstance(failure, aiohttp.ClientError):
-            error = OpenIMUnavailable(f"OpenIM at {client.base_url} failed on {path}: {type(failure).__name__}")
+        elif isinstance(failure, upstream.UpstreamError):
+            error = OpenIMUnavailable(f"OpenIM at {client.base_url} failed on {path}: {failure}")
         else:
             error = failure
         if isinstance(error, OpenIMError):
@@ -281,18 +279,20 @@ class Exchange:
 
 
 class OpenIMClient:
-    """Calls OpenIM through one shared, pooled ``aiohttp.ClientSession``.
+    """Calls OpenIM through one bounded pool of keep-alive connections.
 
-    The session is the transport seam: the app builds it with its connector
-    limits and its connect and pool timeouts (:func:`new_session`), tests may
-    hand in any session. Every call's read and total bounds are ``deadlines``.
+    The pool is the transport seam: the app builds it with its connection limit
+    and its connect and pool timeouts (``upstream.py``); tests may hand in any
+    pool. Every call's read and total bounds are ``deadlines``. ``base_url`` may
+    carry a path prefix (OpenIM behind a path-routing proxy); calls go under it.
     """
 
-    def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, *, metrics: Metrics, deadlines: Deadlines
-    ) -> None:
-        self._session = session
+    def __init__(self, pool: UpstreamPool, base_url: str, *, metrics: Metrics, deadlines: Deadlines) -> None:
+        self.pool = pool
         self._base_url = base_url.rstrip("/")
+        self.base_path = self._base_url[len(pool.origin) :]
+        if self._base_url[: len(pool.origin)] != pool.origin:
+            raise ValueError(f"{base_url} is not under the pool's origin {pool.origin}")
         self.metrics = metrics
         self.deadlines = deadlines
 
@@ -300,18 +300,14 @@ class OpenIMClient:
     def base_url(self) -> str:
         return self._base_url
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The shared pooled session; the /im proxy forwards through it too."""
-        return self._session
-
     async def call(self, path: str, body: Mapping[str, Any], *, operation_id: str, token: str | None = None) -> Any:
         """POST ``body`` to ``path``; return the envelope's ``data`` (None when absent)."""
         headers = {"operationID": operation_id, "Content-Type": "application/json"}
         if token is not None:
             headers["token"] = token
-        async with self.exchange(path, orjson.dumps(body), headers) as response:
-            return _parse_envelope(response.status, await response.read())
+        exchange = self.exchange(path, orjson.dumps(body), headers)
+        async with exchange as answer:
+            return _parse_envelope(answer.status, await exchange.read(-1))
 
     def exchange(self, path: str, payload: bytes, headers: Mapping[str, str], *, query: str = "") -> Exchange:
         """One POST to OpenIM, its answer open for reading; both :meth:`call` and the /im proxy use it.
@@ -395,23 +391,12 @@ class OpenIMClient:
 OPENIM: web.AppKey[OpenIMClient] = web.AppKey("openim", OpenIMClient)
 
 
-def new_session(*, max_connections: int, connect: float, pool: float) -> aiohttp.ClientSession:
-    """The one pooled session for OpenIM: a bounded pool, bounded waits for it and for connecting.
-
-    The read and total bounds of each call are :class:`Deadlines` in :class:`OpenIMClient`,
-    cheaper than aiohttp's per-call timers (``deadlines.py``); aiohttp arms these two only when
-    a call must wait for the pool or open a connection.
-    """
-    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections, ttl_dns_cache=60)
-    timeout = aiohttp.ClientTimeout(total=None, connect=pool + connect, sock_connect=connect)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        json_serialize=lambda obj: orjson.dumps(obj).decode(),
-        raise_for_status=False,
-        auto_decompress=True,
-        headers={"Accept-Encoding": "gzip"},
-    )
+def new_pool(base_url: str, *, max_connections: int, connect: float, pool: float) -> UpstreamPool:
+    """The one pool of connections to OpenIM at ``base_url``: bounded in size, in the wait for
+    a free connection and in connecting. The read and total bounds of each call are
+    :class:`Deadlines` in :class:`OpenIMClient`."""
+    parts = urlsplit(base_url)
+    return UpstreamPool(f"{parts.scheme}://{parts.netloc}", max_connections=max_connections, connect=connect, pool=pool)
 
 
 # -- envelope parsing -------------------------------------------------------------------

@@ -27,9 +27,10 @@ from messenger_gw.app import create_app
 from messenger_gw.client import GatewayClient
 from messenger_gw.deadlines import Deadlines
 from messenger_gw.metrics import Metrics
-from messenger_gw.openim import OpenIMClient, new_session
+from messenger_gw.openim import OpenIMClient, new_pool
 from messenger_gw.sandbox import FakeClock, Sandbox, SandboxConfig, create_sandbox_app
 from messenger_gw.settings import Settings
+from messenger_gw.upstream import UpstreamPool
 
 LOOPBACK = "127.0.0.1"
 
@@ -176,11 +177,30 @@ def base_url(server: TestServer) -> str:
     return str(server.make_url("")).rstrip("/")
 
 
+OpenIMAt = Callable[..., OpenIMClient]
+
+
 @pytest.fixture
-async def openim_session() -> AsyncIterator[aiohttp.ClientSession]:
-    session = new_session(max_connections=100, connect=1, pool=1)
-    yield session
-    await session.close()
+async def openim_at() -> AsyncIterator[OpenIMAt]:
+    """``openim_at(url, metrics=, deadlines=, pool=)``: a client of OpenIM at ``url``; its pool closes
+    after the test."""
+    pools: list[UpstreamPool] = []
+
+    def client(
+        url: str,
+        *,
+        metrics: Metrics | None = None,
+        deadlines: Deadlines | None = None,
+        pool: UpstreamPool | None = None,
+    ) -> OpenIMClient:
+        pools.append(pool or new_pool(url, max_connections=100, connect=1, pool=1))
+        return OpenIMClient(
+            pools[-1], url, metrics=metrics or Metrics(), deadlines=deadlines or Deadlines(read=5, total=10)
+        )
+
+    yield client
+    for pool in pools:
+        await pool.close()
 
 
 @pytest.fixture
@@ -195,9 +215,9 @@ def deadlines() -> Deadlines:
 
 @pytest.fixture
 def openim_client(
-    sandbox_server: TestServer, openim_session: aiohttp.ClientSession, metrics: Metrics, deadlines: Deadlines
+    sandbox_server: TestServer, openim_at: OpenIMAt, metrics: Metrics, deadlines: Deadlines
 ) -> OpenIMClient:
-    return OpenIMClient(openim_session, base_url(sandbox_server), metrics=metrics, deadlines=deadlines)
+    return openim_at(base_url(sandbox_server), metrics=metrics, deadlines=deadlines)
 
 
 @pytest.fixture

@@ -6,17 +6,15 @@ import asyncio
 import re
 import time
 
-import aiohttp
 import pytest
 
 from messenger_gw.admin_token import AdminTokenManager
-from messenger_gw.deadlines import Deadlines
 from messenger_gw.metrics import Metrics
 from messenger_gw.openim import NewUser, OpenIMClient, OpenIMConnectError, TokenKickedError
 from messenger_gw.sandbox import FakeClock, Sandbox, TokenState
 from messenger_gw.settings import Secret
 
-from .conftest import LOOPBACK, free_port, sample
+from .conftest import LOOPBACK, OpenIMAt, free_port, sample
 
 FETCH = "/auth/get_admin_token"
 
@@ -106,10 +104,10 @@ async def test_a_second_token_error_is_raised_not_retried_again(
     assert sandbox.calls[FETCH] == 2
 
 
-async def test_unreachable_openim_gives_a_clear_error_and_counts_it(openim_session: aiohttp.ClientSession) -> None:
+async def test_unreachable_openim_gives_a_clear_error_and_counts_it(openim_at: OpenIMAt) -> None:
     metrics = Metrics()
     url = f"http://{LOOPBACK}:{free_port()}"
-    tokens = manager(OpenIMClient(openim_session, url, metrics=metrics, deadlines=Deadlines(read=5, total=10)), metrics)
+    tokens = manager(openim_at(url, metrics=metrics), metrics)
     with pytest.raises(OpenIMConnectError, match=re.escape(f"cannot connect to OpenIM at {url}")):
         await tokens.get()
     assert refreshes(metrics, "error") == 1

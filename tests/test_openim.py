@@ -5,13 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.client_reqrep import ClientRequest
-from aiohttp.connector import Connection
 from aiohttp.test_utils import TestServer
 
 from messenger_gw.deadlines import Deadlines
@@ -31,17 +27,13 @@ from messenger_gw.openim import (
     TokenKickedError,
     TokenMalformedError,
     UserInfo,
-    new_session,
 )
 from messenger_gw.sandbox import FakeClock
+from messenger_gw.upstream import ConnectError, UpstreamPool, _Connection
 
-from .conftest import LOOPBACK, base_url, free_port, sample
+from .conftest import LOOPBACK, OpenIMAt, base_url, free_port, sample
 
 DAY = 86400
-
-
-def client_of(session: aiohttp.ClientSession, url: str, metrics: Metrics | None = None) -> OpenIMClient:
-    return OpenIMClient(session, url, metrics=metrics or Metrics(), deadlines=Deadlines(read=5, total=10))
 
 
 async def admin(client: OpenIMClient) -> str:
@@ -122,7 +114,7 @@ async def test_unknown_codes_in_the_token_range_are_token_errors() -> None:
 
 
 async def test_operation_id_and_token_headers_are_sent_on_every_call(
-    serve: Callable[[web.Application], Awaitable[str]], openim_session: aiohttp.ClientSession
+    serve: Callable[[web.Application], Awaitable[str]], openim_at: OpenIMAt
 ) -> None:
     seen: list[tuple[str | None, str | None]] = []
 
@@ -130,7 +122,7 @@ async def test_operation_id_and_token_headers_are_sent_on_every_call(
         seen.append((request.headers.get("operationID"), request.headers.get("token")))
         return web.json_response({"errCode": 0, "errMsg": "", "errDlt": "", "data": {"serverTime": 5}})
 
-    client = client_of(openim_session, await serve(app_answering(record)))
+    client = openim_at(await serve(app_answering(record)))
     assert await client.get_server_time("tok", operation_id="op-42") == 5
     assert seen == [("op-42", "tok")]
 
@@ -141,7 +133,7 @@ async def test_operation_id_and_token_headers_are_sent_on_every_call(
 )
 async def test_answers_that_are_not_the_envelope_are_protocol_errors(
     serve: Callable[[web.Application], Awaitable[str]],
-    openim_session: aiohttp.ClientSession,
+    openim_at: OpenIMAt,
     status: int,
     body: bytes,
 ) -> None:
@@ -149,46 +141,45 @@ async def test_answers_that_are_not_the_envelope_are_protocol_errors(
         return web.Response(status=status, body=body)
 
     metrics = Metrics()
-    client = client_of(openim_session, await serve(app_answering(answer)), metrics)
+    client = openim_at(await serve(app_answering(answer)), metrics=metrics)
     with pytest.raises(OpenIMProtocolError):
         await client.get_server_time("tok", operation_id="t")
     assert sample(metrics, "messenger_gw_openim_errors_total", route="/msg/get_server_time", kind="protocol") == 1
 
 
 async def test_data_missing_its_fields_is_a_protocol_error(
-    serve: Callable[[web.Application], Awaitable[str]], openim_session: aiohttp.ClientSession
+    serve: Callable[[web.Application], Awaitable[str]], openim_at: OpenIMAt
 ) -> None:
     async def answer(request: web.Request) -> web.Response:
         return web.json_response({"errCode": 0, "errMsg": "", "errDlt": "", "data": {"token": 7}})
 
-    client = client_of(openim_session, await serve(app_answering(answer)))
+    client = openim_at(await serve(app_answering(answer)))
     with pytest.raises(OpenIMProtocolError, match=r"data\.token"):
         await client.get_admin_token("s", "imAdmin", operation_id="t")
 
 
-async def test_unreachable_openim_is_a_clear_connect_error(openim_session: aiohttp.ClientSession) -> None:
+async def test_unreachable_openim_is_a_clear_connect_error(openim_at: OpenIMAt) -> None:
     url = f"http://{LOOPBACK}:{free_port()}"
-    client = client_of(openim_session, url)
+    client = openim_at(url)
     with pytest.raises(OpenIMConnectError, match=re.escape(f"cannot connect to OpenIM at {url}")):
         await client.get_server_time("tok", operation_id="t")
 
 
-async def test_a_slow_answer_is_a_timeout(serve: Callable[[web.Application], Awaitable[str]]) -> None:
+async def test_a_slow_answer_is_a_timeout(
+    serve: Callable[[web.Application], Awaitable[str]], openim_at: OpenIMAt
+) -> None:
     release = asyncio.Event()
 
     async def stall(request: web.Request) -> web.Response:
         await release.wait()
         return web.json_response({"errCode": 0})
 
-    url = await serve(app_answering(stall))
-    session = new_session(max_connections=4, connect=1, pool=1)
+    client = openim_at(await serve(app_answering(stall)), deadlines=Deadlines(read=0.2, total=5))
     try:
-        client = OpenIMClient(session, url, metrics=Metrics(), deadlines=Deadlines(read=0.2, total=5))
         with pytest.raises(OpenIMTimeout):
             await client.get_server_time("tok", operation_id="t")
     finally:
         release.set()
-        await session.close()
 
 
 async def test_errcodes_are_counted_by_route_and_code(openim_client: OpenIMClient, metrics: Metrics) -> None:
@@ -201,31 +192,32 @@ def test_issued_token_repr_hides_the_token() -> None:
     assert "secret-token" not in repr(IssuedToken("secret-token", 60))
 
 
-class OneFailedConnect(aiohttp.TCPConnector):
+class OneFailedConnect(UpstreamPool):
     """Refuses the first connection it is asked for, as a restarting OpenIM would."""
 
     refused = 0
 
-    async def connect(self, req: ClientRequest, *args: Any, **kwargs: Any) -> Connection:
+    async def _connect(self) -> _Connection:
         if not self.refused:
             self.refused += 1
-            raise aiohttp.ClientConnectorError(req.connection_key, ConnectionRefusedError(111, "refused"))
-        return await super().connect(req, *args, **kwargs)
+            raise ConnectError("cannot connect: refused")
+        return await super()._connect()
 
 
-async def test_a_failed_connect_is_tried_once_more(serve: Callable[[web.Application], Awaitable[str]]) -> None:
+async def test_a_failed_connect_is_tried_once_more(
+    serve: Callable[[web.Application], Awaitable[str]], openim_at: OpenIMAt
+) -> None:
     async def answer(request: web.Request) -> web.Response:
         return web.json_response({"errCode": 0, "errMsg": "", "errDlt": "", "data": {"serverTime": 5}})
 
     url = await serve(app_answering(answer))
-    connector = OneFailedConnect()
-    async with aiohttp.ClientSession(connector=connector) as session:
-        assert await client_of(session, url).get_server_time("tok", operation_id="t") == 5
-    assert connector.refused == 1
+    pool = OneFailedConnect(url, max_connections=1, connect=1, pool=1)
+    assert await openim_at(url, pool=pool).get_server_time("tok", operation_id="t") == 5
+    assert pool.refused == 1
 
 
 async def test_a_call_that_reached_openim_is_never_sent_again(
-    serve: Callable[[web.Application], Awaitable[str]], openim_session: aiohttp.ClientSession
+    serve: Callable[[web.Application], Awaitable[str]], openim_at: OpenIMAt
 ) -> None:
     received = 0
 
@@ -234,7 +226,7 @@ async def test_a_call_that_reached_openim_is_never_sent_again(
         received += 1
         return web.Response(status=500)
 
-    client = client_of(openim_session, await serve(app_answering(fail)))
+    client = openim_at(await serve(app_answering(fail)))
     with pytest.raises(OpenIMProtocolError):
         await client.get_server_time("tok", operation_id="t")
     assert received == 1

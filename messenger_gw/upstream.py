@@ -1,0 +1,433 @@
+"""HTTP/1.1 to one origin, OpenIM's REST API: a bounded pool of keep-alive connections.
+
+The gateway's other peers (the user service, webhooks in tests) go through
+aiohttp's ``ClientSession``. Calls to OpenIM do not: every /im request makes
+one, and through ``ClientSession`` a call costs about 65 µs of CPU (request and
+response objects, URL handling, cookie jar, traces, timers), a third of the
+gateway's whole cost per request. This pool makes the same call for about a
+tenth of that (``docs/performance.md``, "The upstream client"). It does only
+what calls to OpenIM need:
+
+* requests with a body of bytes, written in one piece with ``Host`` and
+  ``Content-Length``; the caller's headers must not carry ``Host``,
+  ``Content-Length``, ``Transfer-Encoding`` or ``Connection``, and a header
+  holding CR or LF is refused;
+* answers framed by ``Content-Length``, chunked, or by the end of the
+  connection, parsed by httptools (llhttp, as in uvicorn), and decoded when
+  OpenIM gzips them (``Accept-Encoding: gzip`` is asked for);
+* a bounded pool, most recently used connection first; a bounded wait for a
+  free connection and a bounded connect; idle connections closed after
+  ``keepalive`` seconds, before the server's own idle limit is likely to bite;
+* a connection is reused only after a complete answer that allows keep-alive.
+  An answer abandoned before its end, by the caller or by cancellation,
+  closes its connection. Nothing is ever sent twice; trying again after a
+  :class:`ConnectError` is the caller's choice.
+
+Answers are buffered up to :data:`HIGH_WATER` bytes before reading from the
+socket pauses; reading the answer resumes it.
+
+Errors, all :class:`UpstreamError`:
+
+* ConnectError - no connection could be made; nothing was sent.
+* ConnectTimeout - no connection within the pool or connect timeout; nothing was sent.
+* UpstreamError itself - the connection failed or closed before the answer was
+  complete, or the answer is not HTTP/1.1 the pool can read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+import ssl
+import zlib
+from collections.abc import Mapping
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+KEEPALIVE = 15.0
+
+
+class UpstreamError(Exception):
+    """The call failed in transport: see the module's docstring for the subclasses."""
+
+
+class ConnectError(UpstreamError):
+    pass
+
+
+class ConnectTimeout(UpstreamError):
+    pass
+
+
+class UpstreamPool:
+    """Connections to ``origin`` (``http://host:port`` or ``https://...``), at most ``max_connections``."""
+
+    def __init__(
+        self, origin: str, *, max_connections: int, connect: float, pool: float, keepalive: float = KEEPALIVE
+    ) -> None:
+        parts = urlsplit(origin)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.path.strip("/")
+            or parts.query
+        ):
+            raise ValueError(f"an upstream origin is http(s)://host[:port], not {origin!r}")
+        if max_connections < 1 or connect <= 0 or pool <= 0 or keepalive <= 0:
+            raise ValueError("max_connections, connect, pool and keepalive must be positive")
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self._max = max_connections
+        self._connect_timeout = connect
+        self._pool_timeout = pool
+        self._keepalive = keepalive
+        self._prefix = f"\r\nHost: {parts.netloc}\r\nAccept-Encoding: gzip\r\n"
+        self._idle: list[_Connection] = []  # the most recently used last
+        self._connections: set[_Connection] = set()
+        self._connecting = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._closed = False
+
+    async def request(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Answer:
+        """Send one request; return its answer once the status line and headers are in."""
+        fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        if fields.count("\n") != len(headers) or fields.count("\r") != len(headers):
+            raise ValueError("a header name or value holds CR or LF")
+        head = f"{method} {target} HTTP/1.1{self._prefix}{fields}Content-Length: {len(body)}\r\n\r\n"
+        connection = self._idle.pop() if self._idle else None
+        if connection is None or connection.idle_since + self._keepalive < connection.loop.time():
+            connection = await self._acquire(connection)
+        return await connection.send(head.encode("utf-8", "surrogateescape"), body)
+
+    async def close(self) -> None:
+        self._closed = True
+        for connection in list(self._connections):
+            connection.abort()
+        self._idle.clear()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        await asyncio.sleep(0)  # the aborted transports report their loss
+
+    # -- the pool --------------------------------------------------------------------------
+
+    async def _acquire(self, stale: _Connection | None) -> _Connection:
+        if stale is not None:  # idle too long: so has every connection idle before it
+            for connection in [*self._idle, stale]:
+                connection.abort()
+            self._idle.clear()
+        if self._closed:
+            raise UpstreamError("the upstream pool is closed")
+        if self._busy():
+            await self._wait_for_a_connection()
+            if self._idle:
+                return self._idle.pop()
+        self._connecting += 1
+        try:
+            connection = await self._connect()
+        except BaseException:
+            self._wake_a_waiter()  # the slot is free again
+            raise
+        finally:
+            self._connecting -= 1
+        self._connections.add(connection)
+        return connection
+
+    def _busy(self) -> bool:
+        """Every connection the limit allows is open or opening."""
+        return len(self._connections) + self._connecting >= self._max
+
+    async def _wait_for_a_connection(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._pool_timeout):
+                while not self._idle and self._busy():
+                    waiter = loop.create_future()
+                    self._waiters.append(waiter)
+                    try:
+                        await waiter
+                    except BaseException:
+                        if waiter.done() and not waiter.cancelled():
+                            self._wake_a_waiter()  # woken, then given up: the turn passes on
+                        elif waiter in self._waiters:
+                            self._waiters.remove(waiter)
+                        raise
+                    if self._closed:
+                        raise UpstreamError("the upstream pool is closed")
+        except TimeoutError:
+            raise ConnectTimeout(f"no free connection to {self.origin} within {self._pool_timeout:g} s") from None
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(self, loop),
+                    self._host,
+                    self._port,
+                    ssl=self._ssl,
+                    server_hostname=self._host if self._ssl else None,
+                )
+        except TimeoutError:
+            raise ConnectTimeout(f"connecting to {self.origin} took over {self._connect_timeout:g} s") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectError(f"cannot connect to {self.origin}: {exc}") from exc
+        return connection
+
+    def _reuse(self, connection: _Connection) -> None:
+        if self._closed:
+            connection.abort()
+            return
+        connection.idle_since = connection.loop.time()
+        self._idle.append(connection)
+        self._wake_a_waiter()
+
+    def _forget(self, connection: _Connection) -> None:
+        """The connection is closing: it no longer counts against the limit."""
+        self._connections.discard(connection)
+        if connection in self._idle:
+            self._idle.remove(connection)
+        self._wake_a_waiter()
+
+    def _wake_a_waiter(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class Answer:
+    """An answer's status, and its body as it arrives."""
+
+    __slots__ = ("_connection", "_decoder", "_done", "_error", "_headers", "_parts", "_size", "_waiter", "status")
+
+    def __init__(self, connection: _Connection) -> None:
+        self._connection: _Connection | None = connection
+        self._headers: asyncio.Future[None] = connection.loop.create_future()
+        self._waiter: asyncio.Future[None] | None = None
+        self._decoder: zlib._Decompress | None = None
+        self._parts: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._done = False
+        self._error: UpstreamError | None = None
+        self.status = 0
+
+    def at_eof(self) -> bool:
+        """The whole body has been read."""
+        return self._done and not self._parts
+
+    async def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes of the body (all of it for -1), b"" at its end; waits only when none is in."""
+        while not self._parts or (size < 0 and not self._done):
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                return b""
+            if self._connection is None:
+                raise UpstreamError("the answer was closed before its end")
+            self._connection.resume_reading()  # reading the whole body may need more than HIGH_WATER
+            self._waiter = self._connection.loop.create_future()
+            await self._waiter
+        if size < 0 or self._size <= size:
+            data = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+            self._parts.clear()
+        else:
+            data = self._take(size)
+        self._size -= len(data)
+        if self._connection is not None and self._size < LOW_WATER:
+            self._connection.resume_reading()
+        return data
+
+    def close(self) -> None:
+        """Done with the answer: an unfinished one closes its connection."""
+        connection, self._connection = self._connection, None
+        if connection is not None and not self._done:
+            connection.abort()
+        self._parts.clear()
+
+    def _take(self, size: int) -> bytes:
+        taken: list[bytes] = []
+        wanted = size
+        while wanted:
+            part = self._parts.popleft()
+            if len(part) > wanted:
+                part, rest = part[:wanted], part[wanted:]
+                self._parts.appendleft(rest)
+            taken.append(part)
+            wanted -= len(part)
+        return b"".join(taken)
+
+    # -- fed by the connection ----------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        if self._decoder is not None:
+            try:
+                data = self._decoder.decompress(data)
+            except zlib.error:
+                self._fail(UpstreamError("the answer's gzip encoding is broken"))
+                return
+        if data:
+            self._parts.append(data)
+            self._size += len(data)
+            self._wake()
+            if self._size > HIGH_WATER and self._connection is not None:
+                self._connection.pause_reading()
+
+    def _end(self) -> None:
+        if self._decoder is not None:
+            rest = self._decoder.flush()
+            if not self._decoder.eof:
+                self._fail(UpstreamError("the answer's gzip stream is truncated"))
+                return
+            self._decoder = None
+            if rest:
+                self._parts.append(rest)
+                self._size += len(rest)
+        self._done = True
+        self._wake()
+
+    def _fail(self, error: UpstreamError) -> None:
+        if self._done or self._error is not None:
+            return
+        self._error = error
+        if not self._headers.done():
+            self._headers.set_exception(error)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; httptools calls its ``on_*`` methods while parsing an answer."""
+
+    def __init__(self, pool: UpstreamPool, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.idle_since = 0.0
+        self._pool = pool
+        self._parser = httptools.HttpResponseParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._answer: Answer | None = None
+        self._framed = False  # the answer's length is known: it does not end with the connection
+        self._paused = False
+        self._lost = False
+
+    async def send(self, head: bytes, body: bytes) -> Answer:
+        if self._lost or self._transport is None:  # closed while idle, after the pool handed it out
+            raise UpstreamError(f"the connection to {self._pool.origin} closed")
+        answer = self._answer = Answer(self)
+        self._framed = False
+        self._transport.writelines((head, body))
+        try:
+            await answer._headers
+        except BaseException:
+            answer.close()
+            raise
+        return answer
+
+    def abort(self) -> None:
+        if self._transport is not None and not self._lost:
+            self._transport.abort()
+
+    def pause_reading(self) -> None:
+        if not self._paused and self._transport is not None and not self._lost:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._paused and self._transport is not None and not self._lost:
+            self._paused = False
+            self._transport.resume_reading()
+
+    # -- asyncio --------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is one, not by inheritance
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        if self._answer is None:  # nothing was asked: the stream is out of step
+            self.abort()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._failed(f"sent an answer that is not HTTP/1.1 ({exc})")
+
+    def eof_received(self) -> bool:
+        return False  # close: an answer is never written to a connection half closed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._pool._forget(self)
+        answer = self._answer
+        if answer is not None and answer._headers.done() and not self._framed:
+            self._answer = None
+            answer._end()  # an answer of unknown length ends with its connection
+        elif answer is not None:
+            self._failed("closed the connection before the answer was complete")
+
+    # -- httptools ------------------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length" or name == b"transfer-encoding":
+            self._framed = True
+        elif name == b"content-encoding":
+            answer = self._answer
+            assert answer is not None
+            encoding = value.strip().lower()
+            if encoding in (b"gzip", b"x-gzip", b"deflate"):
+                answer._decoder = zlib.decompressobj(wbits=47)  # zlib or gzip, told apart by their headers
+            elif encoding != b"identity":
+                self._failed(f"answered in an encoding it was not offered ({encoding!r})")
+
+    def on_headers_complete(self) -> None:
+        answer = self._answer
+        assert answer is not None
+        answer.status = self._parser.get_status_code()
+        if answer.status < 200:  # 1xx: an interim answer, the real one follows
+            return
+        if answer.status in (204, 304):
+            self._framed = True
+        if not answer._headers.done():
+            answer._headers.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        answer = self._answer
+        if answer is not None:
+            answer._feed(body)
+
+    def on_message_complete(self) -> None:
+        answer, self._answer = self._answer, None
+        if answer is None or answer.status < 200:  # the end of an interim answer
+            self._answer = answer
+            self._framed = False
+            return
+        answer._end()
+        answer._connection = None
+        if self._parser.should_keep_alive() and answer._error is None and not self._lost:
+            self._pool._reuse(self)
+        else:
+            self.abort()
+
+    def _failed(self, what: str) -> None:
+        answer, self._answer = self._answer, None
+        if answer is not None:
+            answer._fail(UpstreamError(f"{self._pool.origin} {what}"))
+        self.abort()
