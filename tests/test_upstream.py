@@ -1,0 +1,382 @@
+"""The pool of HTTP/1.1 connections to OpenIM, against servers that write exactly the bytes a test gives."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from messenger_gw.upstream import ConnectError, ConnectTimeout, UpstreamError, UpstreamPool
+
+from .conftest import LOOPBACK, free_port
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+HEADERS = {"operationID": "op-1", "Content-Type": "application/json"}
+
+
+class RawServer:
+    """A loopback server running ``handler`` per connection; it counts connections and keeps requests."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, LOOPBACK, 0)
+        self.url = f"http://{LOOPBACK}:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One request, head and body (by its Content-Length)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    return head + await reader.readexactly(length)
+
+
+def answering(*answers: bytes) -> Handler:
+    """Answer each request on a connection with the next of ``answers``, then keep the connection open."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for answer in answers:
+            await read_request(reader)
+            writer.write(answer)
+            await writer.drain()
+        await reader.read()
+
+    return handler
+
+
+def ok(body: bytes, *extra: str) -> bytes:
+    head = "".join(f"{line}\r\n" for line in extra)
+    return f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode() + body
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[RawServer]]]:
+    servers: list[RawServer] = []
+
+    async def start(handler: Handler) -> RawServer:
+        server = RawServer(handler)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def pools() -> AsyncIterator[Callable[..., UpstreamPool]]:
+    made: list[UpstreamPool] = []
+
+    def pool(url: str, max_connections: int = 4, connect: float = 1, wait: float = 1, **kwargs: float) -> UpstreamPool:
+        made.append(UpstreamPool(url, max_connections=max_connections, connect=connect, pool=wait, **kwargs))
+        return made[-1]
+
+    yield pool
+    for pool_ in made:
+        await pool_.close()
+
+
+async def body_of(pool: UpstreamPool, target: str = "/msg/get_server_time", body: bytes = b"{}") -> bytes:
+    answer = await pool.request("POST", target, HEADERS, body)
+    try:
+        return await answer.read()
+    finally:
+        answer.close()
+
+
+async def test_a_request_carries_host_length_headers_and_body(serve: Callable[[Handler], Awaitable[RawServer]]) -> None:
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.write(ok(b'{"errCode":0}'))
+        await reader.read()
+
+    server = await serve(handler)
+    pool = UpstreamPool(server.url, max_connections=1, connect=1, pool=1)
+    try:
+        assert await body_of(pool, "/msg/send_msg?x=1", b'{"a":1}') == b'{"errCode":0}'
+    finally:
+        await pool.close()
+    head, _, body = seen[0].partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /msg/send_msg?x=1 HTTP/1.1"
+    host = server.url.removeprefix("http://").encode()
+    assert set(lines[1:]) == {
+        b"Host: " + host,
+        b"Accept-Encoding: gzip",
+        b"operationID: op-1",
+        b"Content-Type: application/json",
+        b"Content-Length: 7",
+    }
+    assert body == b'{"a":1}'
+
+
+async def test_a_connection_is_kept_alive_and_reused(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
+) -> None:
+    server = await serve(answering(*[ok(b"%d" % i) for i in range(3)]))
+    pool = pools(server.url)
+    assert [await body_of(pool) for _ in range(3)] == [b"0", b"1", b"2"]
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nContent-Encoding: gzip\r\n\r\n",  # body filled in below
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello world",
+        b"HTTP/1.0 200 OK\r\n\r\nhello world",
+    ],
+    ids=["chunked", "length", "gzip", "until-close", "http-1.0"],
+)
+async def test_every_framing_reads_the_same_body(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool], answer: bytes
+) -> None:
+    if b"gzip" in answer:
+        packed = gzip.compress(b"hello world")
+        answer = answer.replace(b"Content-Length: 11", b"Content-Length: %d" % len(packed)) + packed
+    closes = b"Content-Length" not in answer and b"chunked" not in answer
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(answer)
+            if closes:
+                return  # and the server closes the connection
+
+    server = await serve(handler)
+    pool = pools(server.url)
+    assert await body_of(pool) == b"hello world"
+    assert await body_of(pool) == b"hello world"
+    assert server.connections == (2 if closes or b"HTTP/1.0" in answer else 1)
+
+
+async def test_a_deflate_answer_is_decoded(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
+) -> None:
+    packed = zlib.compress(b'{"errCode":0}')
+    server = await serve(answering(ok(packed, "Content-Encoding: deflate")))
+    assert await body_of(pools(server.url)) == b'{"errCode":0}'
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (ok(b"not gzip at all", "Content-Encoding: gzip"), "gzip encoding is broken"),
+        (ok(gzip.compress(b"x" * 1000)[:-12], "Content-Encoding: gzip"), "gzip stream is truncated"),
+        (ok(b"xx", "Content-Encoding: br"), "encoding it was not offered"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not HTTP/1.1"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", "closed the connection before the answer"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "closed the connection before the answer"),
+    ],
+    ids=["bad-gzip", "truncated-gzip", "brotli", "not-http", "short-body", "short-head"],
+)
+async def test_an_answer_that_cannot_be_read_is_an_upstream_error_and_its_connection_is_dropped(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool], answer: bytes, error: str
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer)
+        writer.close()
+
+    server = await serve(handler)
+    pool = pools(server.url, max_connections=1)
+    with pytest.raises(UpstreamError, match=error):
+        await body_of(pool)
+    with pytest.raises(UpstreamError, match=error):  # the slot came back: a second call is not stuck
+        await body_of(pool)
+    assert server.connections == 2
+
+
+async def test_a_refused_connection_is_a_connect_error(pools: Callable[..., UpstreamPool]) -> None:
+    pool = pools(f"http://{LOOPBACK}:{free_port()}")
+    with pytest.raises(ConnectError, match="cannot connect"):
+        await body_of(pool)
+
+
+async def test_a_connect_that_hangs_is_a_connect_timeout(pools: Callable[..., UpstreamPool]) -> None:
+    # A listener whose backlog is full drops further SYNs, so connecting to it hangs.
+    with socket.socket() as listener:
+        listener.bind((LOOPBACK, 0))
+        listener.listen(0)
+        url = f"http://{LOOPBACK}:{listener.getsockname()[1]}"
+        fillers = []
+        try:
+            for _ in range(8):
+                filler = socket.socket()
+                filler.setblocking(False)
+                fillers.append(filler)
+                filler.connect_ex(listener.getsockname())
+            pool = pools(url, connect=0.2)
+            with pytest.raises(ConnectTimeout, match=r"connecting to .* took over 0\.2 s"):
+                await body_of(pool)
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+async def test_calls_beyond_the_limit_wait_for_a_connection_then_time_out(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
+) -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await release.wait()
+            writer.write(ok(b"done"))
+            await writer.drain()
+
+    server = await serve(handler)
+    pool = pools(server.url, max_connections=1, wait=0.2)
+    first = asyncio.create_task(body_of(pool))
+    await asyncio.sleep(0.05)
+    with pytest.raises(ConnectTimeout, match="no free connection"):
+        await body_of(pool)
+    waiting = asyncio.create_task(body_of(pool))
+    await asyncio.sleep(0.05)
+    release.set()
+    assert await first == b"done"
+    assert await waiting == b"done"
+    assert server.connections == 1
+
+
+async def test_a_call_given_up_before_its_answer_closes_its_connection(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
+) -> None:
+    hang_once = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            if not hang_once.is_set():
+                hang_once.set()
+                await reader.read()  # until the client goes away
+                return
+            writer.write(ok(b"late"))
+            await writer.drain()
+
+    server = await serve(handler)
+    pool = pools(server.url, max_connections=1)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            await body_of(pool)
+    # The answer to the abandoned call must never be read as the answer to the next.
+    assert await body_of(pool) == b"late"
+    assert server.connections == 2
+
+
+async def test_a_long_answer_is_read_in_parts_and_not_buffered_whole(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
+) -> None:
+    body = bytes(range(256)) * 65536  # 16 MiB: more than the socket buffers hold
+    drained = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(ok(body))
+        await writer.drain()
+        drained.set()
+        await reader.read()
+
+    server = await serve(handler)
+    answer = await pools(server.url).request("POST", "/x", HEADERS, b"")
+    await asyncio.sleep(0.2)
+    assert not drained.is_set(), "the pool stops reading while the answer waits unread"
+    parts = []
+    while not answer.at_eof():
+        parts.append(await answer.read(65536))
+    answer.close()
+    assert drained.is_set()
+    assert b"".join(parts) == body
+    assert max(map(len, parts)) <= 65536
+
+
+async def test_an_idle_connection_the_server_closed_is_not_used(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(ok(b"once"))
+        await writer.drain()  # and close, as a server's idle timeout would
+
+    server = await serve(handler)
+    pool = pools(server.url)
+    assert await body_of(pool) == b"once"
+    await asyncio.sleep(0.05)
+    assert await body_of(pool) == b"once"
+    assert server.connections == 2
+
+
+async def test_a_connection_idle_past_keepalive_is_replaced(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
+) -> None:
+    server = await serve(answering(ok(b"a"), ok(b"b")))
+    pool = pools(server.url, keepalive=0.05)
+    assert await body_of(pool) == b"a"
+    await asyncio.sleep(0.1)
+    assert await body_of(pool) == b"a"
+    assert server.connections == 2
+
+
+async def test_a_header_holding_a_line_break_is_refused_before_anything_is_sent(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
+) -> None:
+    server = await serve(answering(ok(b"x")))
+    pool = pools(server.url)
+    for value in ("a\r\nX-Injected: 1", "a\nb", "a\rb"):
+        with pytest.raises(ValueError, match="CR or LF"):
+            await pool.request("POST", "/x", {"token": value}, b"")
+    assert server.connections == 0
+
+
+def test_the_origin_must_be_an_origin() -> None:
+    for url in ("ftp://h", "http://h/api", "http://u:p@h", "http://h?x=1", "http://"):
+        with pytest.raises(ValueError, match="origin"):
+            UpstreamPool(url, max_connections=1, connect=1, pool=1)
+
+
+def test_the_pool_works_under_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> tuple[bytes, bytes, int]:
+        server = RawServer(answering(ok(b"one"), ok(b"two")))
+        await server.start()
+        pool = UpstreamPool(server.url, max_connections=2, connect=1, pool=1)
+        try:
+            return await body_of(pool), await body_of(pool), server.connections
+        finally:
+            await pool.close()
+            await server.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(scenario()) == (b"one", b"two", 1)
