@@ -68,8 +68,16 @@ class UpstreamPool:
     """Connections to ``origin`` (``http://host:port`` or ``https://...``), at most ``max_connections``."""
 
     def __init__(
-        self, origin: str, *, max_connections: int, connect: float, pool: float, keepalive: float = KEEPALIVE
+        self,
+        origin: str,
+        *,
+        max_connections: int,
+        connect: float,
+        pool: float,
+        keepalive: float = KEEPALIVE,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls`` is the context for an https origin; by default, the system's trusted CAs."""
         parts = urlsplit(origin)
         if (
             parts.scheme not in ("http", "https")
@@ -84,7 +92,7 @@ class UpstreamPool:
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self._ssl = (tls or ssl.create_default_context()) if parts.scheme == "https" else None
         self._max = max_connections
         self._connect_timeout = connect
         self._pool_timeout = pool
@@ -388,9 +396,7 @@ class _Connection(asyncio.Protocol):
         name = name.lower()
         if name == b"content-length" or name == b"transfer-encoding":
             self._framed = True
-        elif name == b"content-encoding":
-            answer = self._answer
-            assert answer is not None
+        elif name == b"content-encoding" and (answer := self._answer) is not None:
             encoding = value.strip().lower()
             if encoding in (b"gzip", b"x-gzip", b"deflate"):
                 answer._decoder = zlib.decompressobj(wbits=47)  # zlib or gzip, told apart by their headers
@@ -399,7 +405,9 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         answer = self._answer
-        assert answer is not None
+        if answer is None:  # a second answer to one request: the stream is out of step
+            self._failed("sent an answer nothing asked for")
+            return
         answer.status = self._parser.get_status_code()
         if answer.status < 200:  # 1xx: an interim answer, the real one follows
             return

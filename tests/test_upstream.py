@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gzip
+import ipaddress
 import socket
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from messenger_gw.upstream import ConnectError, ConnectTimeout, UpstreamError, UpstreamPool
 
@@ -21,16 +29,18 @@ HEADERS = {"operationID": "op-1", "Content-Type": "application/json"}
 class RawServer:
     """A loopback server running ``handler`` per connection; it counts connections and keeps requests."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.connections = 0
         self.requests: list[bytes] = []
         self.url = ""
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, LOOPBACK, 0)
-        self.url = f"http://{LOOPBACK}:{self._server.sockets[0].getsockname()[1]}"
+        self._server = await asyncio.start_server(self._serve, LOOPBACK, 0, ssl=self.tls)
+        scheme = "https" if self.tls else "http"
+        self.url = f"{scheme}://{LOOPBACK}:{self._server.sockets[0].getsockname()[1]}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -357,6 +367,52 @@ async def test_a_header_holding_a_line_break_is_refused_before_anything_is_sent(
         with pytest.raises(ValueError, match="CR or LF"):
             await pool.request("POST", "/x", {"token": value}, b"")
     assert server.connections == 0
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for the loopback address, and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, LOOPBACK)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+async def test_an_https_origin_is_reached_over_verified_tls(tmp_path: Path) -> None:
+    cert_file, key_file = self_signed_certificate(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_file, key_file)
+    server = RawServer(answering(ok(b"secure"), ok(b"again")), tls=server_tls)
+    await server.start()
+    trusting = UpstreamPool(
+        server.url, max_connections=1, connect=1, pool=1, tls=ssl.create_default_context(cafile=cert_file)
+    )
+    untrusting = UpstreamPool(server.url, max_connections=1, connect=1, pool=1)
+    try:
+        assert server.url.startswith("https://")
+        assert [await body_of(trusting), await body_of(trusting)] == [b"secure", b"again"]
+        with pytest.raises(ConnectError, match="certificate verify failed"):
+            await body_of(untrusting)
+    finally:
+        await trusting.close()
+        await untrusting.close()
+        await server.close()
 
 
 def test_the_origin_must_be_an_origin() -> None:
