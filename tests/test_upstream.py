@@ -103,8 +103,10 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[RawServer]]]:
 async def pools() -> AsyncIterator[Callable[..., UpstreamPool]]:
     made: list[UpstreamPool] = []
 
-    def pool(url: str, max_connections: int = 4, connect: float = 1, wait: float = 1, **kwargs: float) -> UpstreamPool:
-        made.append(UpstreamPool(url, max_connections=max_connections, connect=connect, pool=wait, **kwargs))
+    def pool(
+        url: str, max_connections: int = 4, connect: float = 1, wait: float = 1, keepalive: float = 15
+    ) -> UpstreamPool:
+        made.append(UpstreamPool(url, max_connections=max_connections, connect=connect, pool=wait, keepalive=keepalive))
         return made[-1]
 
     yield pool
