@@ -141,13 +141,15 @@ class UpstreamPool:
         self._connecting += 1
         try:
             connection = await self._connect()
+            if connection.closed:  # before this task resumed
+                raise ConnectError(f"{self.origin} closed the connection as it opened")
+            self._connections.add(connection)
+            return connection
         except BaseException:
             self._wake_a_waiter()  # the slot is free again
             raise
         finally:
             self._connecting -= 1
-        self._connections.add(connection)
-        return connection
 
     def _busy(self) -> bool:
         """Every connection the limit allows is open or opening."""
@@ -329,10 +331,10 @@ class _Connection(asyncio.Protocol):
         self._answer: Answer | None = None
         self._framed = False  # the answer's length is known: it does not end with the connection
         self._paused = False
-        self._lost = False
+        self._closed = False  # aborted, or lost: out of the pool either way
 
     async def send(self, head: bytes, body: bytes) -> Answer:
-        if self._lost or self._transport is None:  # closed while idle, after the pool handed it out
+        if self._closed or self._transport is None:  # closed while idle, after the pool handed it out
             raise UpstreamError(f"the connection to {self._pool.origin} closed")
         answer = self._answer = Answer(self)
         self._framed = False
@@ -344,17 +346,24 @@ class _Connection(asyncio.Protocol):
             raise
         return answer
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def abort(self) -> None:
-        if self._transport is not None and not self._lost:
-            self._transport.abort()
+        if not self._closed:
+            self._closed = True
+            self._pool._forget(self)  # at once: its slot is free now, not when the loss is reported
+            if self._transport is not None:
+                self._transport.abort()
 
     def pause_reading(self) -> None:
-        if not self._paused and self._transport is not None and not self._lost:
+        if not self._paused and self._transport is not None and not self._closed:
             self._paused = True
             self._transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._paused and self._transport is not None and not self._lost:
+        if self._paused and self._transport is not None and not self._closed:
             self._paused = False
             self._transport.resume_reading()
 
@@ -379,10 +388,9 @@ class _Connection(asyncio.Protocol):
         return False  # close: an answer is never written to a connection half closed
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._lost:
-            return
-        self._lost = True
-        self._pool._forget(self)
+        if not self._closed:
+            self._closed = True
+            self._pool._forget(self)
         answer = self._answer
         if answer is not None and answer._headers.done() and not self._framed:
             self._answer = None
@@ -429,7 +437,7 @@ class _Connection(asyncio.Protocol):
             return
         answer._end()
         answer._connection = None
-        if self._parser.should_keep_alive() and answer._error is None and not self._lost:
+        if self._parser.should_keep_alive() and answer._error is None and not self._closed:
             self._pool._reuse(self)
         else:
             self.abort()
