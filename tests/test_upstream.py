@@ -333,30 +333,22 @@ async def test_a_long_answer_is_read_in_parts_and_not_buffered_whole(
     assert max(map(len, parts)) <= 65536
 
 
-async def test_an_idle_connection_the_server_closed_is_not_used(
-    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
+@pytest.mark.parametrize("closed_by", ["server", "keepalive"])
+async def test_an_idle_connection_closed_by_the_server_or_past_keepalive_is_replaced(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool], closed_by: str
 ) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(ok(b"once"))
-        await writer.drain()  # and close, as a server's idle timeout would
+        await writer.drain()
+        if closed_by == "keepalive":
+            await reader.read()  # else close, as a server's idle timeout would
 
     server = await serve(handler)
-    pool = pools(server.url)
+    pool = pools(server.url, keepalive=0.05 if closed_by == "keepalive" else 15)
     assert await body_of(pool) == b"once"
-    await asyncio.sleep(0.05)
-    assert await body_of(pool) == b"once"
-    assert server.connections == 2
-
-
-async def test_a_connection_idle_past_keepalive_is_replaced(
-    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
-) -> None:
-    server = await serve(answering(ok(b"a"), ok(b"b")))
-    pool = pools(server.url, keepalive=0.05)
-    assert await body_of(pool) == b"a"
     await asyncio.sleep(0.1)
-    assert await body_of(pool) == b"a"
+    assert await body_of(pool) == b"once"
     assert server.connections == 2
 
 
