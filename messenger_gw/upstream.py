@@ -11,7 +11,8 @@ what calls to OpenIM need:
 * requests with a body of bytes, written in one piece with ``Host`` and
   ``Content-Length``; the caller's headers must not carry ``Host``,
   ``Content-Length``, ``Transfer-Encoding`` or ``Connection``, and a header
-  holding CR or LF is refused;
+  holding CR or LF, or a target holding a space or a control character, is
+  refused;
 * answers framed by ``Content-Length``, chunked, or by the end of the
   connection, parsed by httptools (llhttp, as in uvicorn), and decoded when
   OpenIM gzips them (``Accept-Encoding: gzip`` is asked for);
@@ -109,6 +110,8 @@ class UpstreamPool:
         fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
         if fields.count("\n") != len(headers) or fields.count("\r") != len(headers):
             raise ValueError("a header name or value holds CR or LF")
+        if " " in target or not target.isprintable():
+            raise ValueError("the request target holds a space or a control character")
         head = f"{method} {target} HTTP/1.1{self._prefix}{fields}Content-Length: {len(body)}\r\n\r\n"
         connection = self._idle.pop() if self._idle else None
         if connection is None or connection.idle_since + self._keepalive < connection.loop.time():

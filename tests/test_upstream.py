@@ -352,7 +352,7 @@ async def test_an_idle_connection_closed_by_the_server_or_past_keepalive_is_repl
     assert server.connections == 2
 
 
-async def test_a_header_holding_a_line_break_is_refused_before_anything_is_sent(
+async def test_a_line_break_in_a_header_or_the_target_is_refused_before_anything_is_sent(
     serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
 ) -> None:
     server = await serve(answering(ok(b"x")))
@@ -360,6 +360,9 @@ async def test_a_header_holding_a_line_break_is_refused_before_anything_is_sent(
     for value in ("a\r\nX-Injected: 1", "a\nb", "a\rb"):
         with pytest.raises(ValueError, match="CR or LF"):
             await pool.request("POST", "/x", {"token": value}, b"")
+    for target in ("/x HTTP/1.1\r\nX-Injected: 1\r\n\r\nPOST /y", "/x y", "/x\ty"):
+        with pytest.raises(ValueError, match="request target"):
+            await pool.request("POST", target, {}, b"")
     assert server.connections == 0
 
 
