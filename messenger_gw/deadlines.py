@@ -1,8 +1,9 @@
 """Read and total deadlines for many concurrent calls, kept by one periodic check.
 
-aiohttp's ``sock_read`` and ``total`` timeouts arm and cancel event-loop timers on
-every call, and ``sock_read`` again on every chunk received: about 4% of the /im
-path's CPU time (``docs/performance.md``). Here a call's deadline is an entry in a
+Timers per call (aiohttp's ``sock_read`` and ``total``, or ``asyncio.timeout``) are
+armed and cancelled on every call, and a read timer again on every chunk received:
+about 4% of the /im path's CPU time when measured with aiohttp's
+(``docs/performance.md``). Here a call's deadline is an entry in a
 set; while any call is watched, one task looks every :data:`GRANULARITY` seconds
 and cancels the task of each call whose deadline has passed, which then sees
 ``TimeoutError`` (as with ``asyncio.timeout``, whose cancel-and-uncancel scheme
