@@ -102,6 +102,7 @@ async def _openim_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = new_pool(url, max_connections=settings.openim_max_connections, connect=t.connect, pool=t.pool)
     deadlines = Deadlines(read=t.read, total=t.total)
     client = OpenIMClient(pool, url, metrics=app[METRICS], deadlines=deadlines)
+    app[METRICS].watch_openim_pool(pool.state)
     tokens = AdminTokenManager(
         client,
         settings.openim_secret,

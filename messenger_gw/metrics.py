@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from prometheus_client import (
@@ -35,6 +35,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from .upstream import PoolState
 
 # `*_created` series double the exposition for no use in Prometheus' text format.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -174,6 +176,14 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.openim_connections = Gauge(
+            "messenger_gw_openim_connections",
+            "The pool of connections to OpenIM: open (idle or carrying a call), idle, and calls waiting for one.",
+            ["state"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self._openim_pool: Callable[[], PoolState] | None = None
         self.admin_token_fetched = Gauge(
             "messenger_gw_admin_token_fetched_timestamp_seconds",
             "When the admin token in use was fetched (unix time); its age is time() minus this.",
@@ -217,9 +227,18 @@ class Metrics:
             tally = self._openim_calls[route] = _Tally()
         tally.add(seconds)
 
+    def watch_openim_pool(self, state: Callable[[], PoolState]) -> None:
+        """Export what ``state`` says of the pool of connections to OpenIM at every flush."""
+        self._openim_pool = state
+
     def flush(self) -> None:
         """Move the requests and OpenIM calls tallied since the last flush into the exported metrics."""
         self.http_in_flight.set(self._in_flight)
+        if self._openim_pool is not None:
+            pool = self._openim_pool()
+            self.openim_connections.labels("open").set(pool.open)
+            self.openim_connections.labels("idle").set(pool.idle)
+            self.openim_connections.labels("waiting").set(pool.waiting)
         requests, self._requests = self._requests, {}
         for (route, method, status), tally in requests.items():
             self.http_duration.labels(route, method).observe_tally(tally)

@@ -43,7 +43,7 @@ import socket
 import ssl
 import zlib
 from collections.abc import Mapping
-from typing import cast
+from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -51,6 +51,12 @@ import httptools
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 KEEPALIVE = 15.0
+
+
+class PoolState(NamedTuple):
+    open: int  # idle or carrying a call
+    idle: int
+    waiting: int  # calls waiting for a connection
 
 
 class UpstreamError(Exception):
@@ -117,6 +123,10 @@ class UpstreamPool:
         if connection is None or connection.idle_since + self._keepalive < connection.loop.time():
             connection = await self._acquire(connection)
         return await connection.send(head.encode("utf-8", "surrogateescape"), body)
+
+    def state(self) -> PoolState:
+        waiting = sum(not waiter.done() for waiter in self._waiters)
+        return PoolState(open=len(self._connections), idle=len(self._idle), waiting=waiting)
 
     async def close(self) -> None:
         self._closed = True

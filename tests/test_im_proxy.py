@@ -419,6 +419,16 @@ async def test_garbage_from_openim_is_502_with_the_envelope(
     assert sample(gateway.app[METRICS], "messenger_gw_openim_errors_total", route=route, kind="connect") == 0
 
 
+async def test_the_pool_of_connections_to_openim_is_exported(gateway: Gateway, alice: GatewayClient) -> None:
+    status, _, _ = await im(alice, "/im/msg/get_server_time")
+    assert status == 200
+    metrics = gateway.app[METRICS]
+    open_ = sample(metrics, "messenger_gw_openim_connections", state="open")
+    assert open_ >= 1
+    assert sample(metrics, "messenger_gw_openim_connections", state="idle") == open_  # every call is done
+    assert sample(metrics, "messenger_gw_openim_connections", state="waiting") == 0
+
+
 async def test_openim_internals_are_scrubbed_from_errors(
     gateway: Gateway, alice: GatewayClient, recorder: Recorder
 ) -> None:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from messenger_gw.upstream import ConnectError, ConnectTimeout, UpstreamError, UpstreamPool
+from messenger_gw.upstream import ConnectError, ConnectTimeout, PoolState, UpstreamError, UpstreamPool
 
 from .conftest import LOOPBACK, free_port
 
@@ -276,10 +276,12 @@ async def test_calls_beyond_the_limit_wait_for_a_connection_then_time_out(
         await body_of(pool)
     waiting = asyncio.create_task(body_of(pool))
     await asyncio.sleep(0.05)
+    assert pool.state() == PoolState(open=1, idle=0, waiting=1)
     release.set()
     assert await first == b"done"
     assert await waiting == b"done"
     assert server.connections == 1
+    assert pool.state() == PoolState(open=1, idle=1, waiting=0)
 
 
 async def test_a_call_given_up_before_its_answer_closes_its_connection(
