@@ -2,27 +2,34 @@
 
 URLs: ``redis://``, ``rediss://`` and ``unix://`` for a standalone server;
 ``redis+cluster://`` and ``rediss+cluster://`` for Redis Cluster (any node as
-the seed). Values stay ``bytes`` (``decode_responses=False``).
+the seed); ``redis+sentinel://`` and ``rediss+sentinel://`` for a master found
+through Redis Sentinel (:class:`SentinelURL`). Values stay ``bytes``
+(``decode_responses=False``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, cast
+from urllib.parse import unquote
 
 import redis.asyncio as redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import NoScriptError, RedisError
 
 from .store import Message, PendingEntry, Store, StoreError, StreamEntry, Subscription
 
 CLUSTER_SUFFIX = "+cluster"
+SENTINEL_SUFFIX = "+sentinel"
+SENTINEL_PORT = 26379
 
 # SET NX PX for each key, answered as one array: one command on the wire and one reply to read,
 # where a pipeline costs redis-py a command cycle (packing, a read under a timeout) per key.
@@ -93,6 +100,68 @@ class _DedicatedScript:
                 self._connection = None
 
 
+@dataclasses.dataclass(frozen=True)
+class SentinelURL:
+    """``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/<master name>[/<db>]``.
+
+    The sentinels to ask (port 26379 unless given) and the name they know the master by; the
+    credentials are for the master and the sentinels alike; ``rediss+sentinel://`` speaks TLS
+    to both.
+    """
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelURL:
+        """The parts of a Sentinel URL; a ``ValueError`` that never quotes the password."""
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("redis" + SENTINEL_SUFFIX, "rediss" + SENTINEL_SUFFIX):
+            raise ValueError("a Sentinel URL starts with redis+sentinel:// or rediss+sentinel://")
+        netloc, _, path = rest.partition("/")
+        userinfo, at, hosts = netloc.rpartition("@")
+        username = password = None
+        if at:
+            user, colon, secret = userinfo.partition(":")
+            username, password = unquote(user) or None, unquote(secret) if colon else None
+        sentinels = tuple(_host_and_port(item) for item in hosts.split(","))
+        master, _, db = path.strip("/").partition("/")
+        if not master:
+            raise ValueError("a Sentinel URL names the master after the hosts: .../<master name>[/<db>]")
+        if db and not db.isdigit():
+            raise ValueError(f"the database after the master's name must be a number, not {db!r}")
+        return cls(sentinels, unquote(master), int(db or 0), username, password, scheme.startswith("rediss"))
+
+
+def _host_and_port(item: str) -> tuple[str, int]:
+    host, port = item, ""
+    if item.startswith("["):  # [IPv6]:port
+        host, _, port = item[1:].partition("]")
+        port = port.removeprefix(":")
+    elif ":" in item:
+        host, _, port = item.rpartition(":")
+    if not host:
+        raise ValueError("every sentinel needs a host")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError("a sentinel's port must be a number from 1 to 65535")  # not echoed: it may be a password
+    return host, int(port or SENTINEL_PORT)
+
+
+def _sentinel_master(url: str, options: dict[str, Any]) -> redis.Redis:
+    """A client of the master the sentinels name: it asks them again whenever it reconnects,
+    so after a failover it finds the new master."""
+    parsed = SentinelURL.parse(url)
+    auth: dict[str, Any] = {"username": parsed.username, "password": parsed.password, "ssl": parsed.tls}
+    timeouts = {name: options[name] for name in ("socket_timeout", "socket_connect_timeout")}
+    sentinel = Sentinel(list(parsed.sentinels), sentinel_kwargs=auth | timeouts)  # type: ignore[no-untyped-call]
+    master: redis.Redis = sentinel.master_for(parsed.master, db=parsed.db, health_check_interval=30, **auth, **options)
+    return master
+
+
 class RedisStore(Store):
     def __init__(self, client: redis.Redis | RedisCluster) -> None:
         self._client = client
@@ -111,6 +180,8 @@ class RedisStore(Store):
         }
         if scheme.endswith(CLUSTER_SUFFIX):
             return cls(RedisCluster.from_url(scheme[: -len(CLUSTER_SUFFIX)] + sep + rest, **options))
+        if scheme.endswith(SENTINEL_SUFFIX):
+            return cls(_sentinel_master(url, options))
         return cls(redis.Redis.from_url(url, health_check_interval=30, **options))
 
     async def ping(self) -> None:
@@ -293,6 +364,10 @@ class RedisStore(Store):
             if self._set_if_absent_many is not None:
                 await self._set_if_absent_many.close()
             await self._client.aclose()
+            pool = self._client.connection_pool if isinstance(self._client, redis.Redis) else None
+            if isinstance(pool, SentinelConnectionPool):  # and the clients that asked the sentinels
+                for sentinel in pool.sentinel_manager.sentinels:
+                    await sentinel.aclose()
 
 
 def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> StreamEntry:

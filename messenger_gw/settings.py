@@ -20,6 +20,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from .redis_store import SentinelURL
+
 PREFIX = "MESSENGER_GW_"
 
 OPENIM_DEFAULT_SECRET = "openIM123"  # OpenIM's published default, for dev mode only
@@ -433,7 +435,7 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel")
 
 
 def _redis_url(raw: str) -> Secret:
@@ -441,6 +443,9 @@ def _redis_url(raw: str) -> Secret:
     parts = urlsplit(raw)
     if parts.scheme not in REDIS_SCHEMES:
         raise ValueError(f"scheme must be one of {', '.join(s + '://' for s in REDIS_SCHEMES)}")
+    if parts.scheme.endswith("+sentinel"):
+        SentinelURL.parse(raw)
+        return Secret(raw)
     if parts.scheme == "unix":
         if not parts.path:
             raise ValueError("a unix:// URL needs a socket path")
@@ -455,12 +460,10 @@ def _redis_url(raw: str) -> Secret:
 
 def _mask_url(url: Secret) -> str:
     parts = urlsplit(url.reveal())
-    if parts.password is None:
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    if ":" not in userinfo:
         return url.reveal()
-    netloc = f"{parts.username or ''}:********@{parts.hostname}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=f"{userinfo.partition(':')[0]}:********@{hosts}"))
 
 
 def _secret(raw: str) -> Secret:

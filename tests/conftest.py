@@ -114,6 +114,44 @@ def redis_cluster() -> Iterator[RedisProcess]:
     server.remove()
 
 
+class SentinelProcess(RedisProcess):
+    """A ``redis-server --sentinel`` on a free loopback port watching ``master`` under the name :data:`MASTER_NAME`."""
+
+    MASTER_NAME = "gw"
+
+    def __init__(self, master: RedisProcess) -> None:
+        super().__init__()
+        config = self.dir / "sentinel.conf"  # Sentinel rewrites its configuration as it learns
+        config.write_text(
+            f"bind {LOOPBACK}\nport {self.port}\ndir {self.dir}\n"
+            f"sentinel monitor {self.MASTER_NAME} {LOOPBACK} {master.port} 1\n"
+            f"sentinel down-after-milliseconds {self.MASTER_NAME} 1000\n"
+            f"sentinel failover-timeout {self.MASTER_NAME} 10000\n"
+        )
+        self._args = [self._args[0], str(config), "--sentinel"]
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://{LOOPBACK}:{self.port}/{self.MASTER_NAME}/0"
+
+    def master_port(self) -> int:
+        with self.client() as c:
+            _, port = c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.MASTER_NAME)
+        return int(port)
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[tuple[SentinelProcess, RedisProcess]]:
+    """A sentinel and the master it watches (a server of its own: the shared one stays standalone)."""
+    master = RedisProcess("--save", "", "--appendonly", "no")
+    master.start()
+    sentinel = SentinelProcess(master)
+    sentinel.start()
+    yield sentinel, master
+    sentinel.remove()
+    master.remove()
+
+
 @pytest.fixture
 def clean_redis(redis_server: RedisProcess) -> RedisProcess:
     with redis_server.client() as c:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from messenger_gw.redis_store import SentinelURL
 from messenger_gw.settings import ConfigError, HostPort, Secret, Settings
 
 PRODUCTION = {
@@ -67,6 +68,10 @@ def test_production_requires_each_connection_variable(variable: str) -> None:
         ("REDIS_URL", "http://redis:6379", "scheme must be one of"),
         ("REDIS_URL", "redis://", "needs a host"),
         ("REDIS_URL", "redis://redis:port", "invalid port"),
+        ("REDIS_URL", "redis+sentinel://s1:26379,s2:26379", "names the master after the hosts"),
+        ("REDIS_URL", "redis+sentinel://s1:26379,:26379/gw", "every sentinel needs a host"),
+        ("REDIS_URL", "redis+sentinel://s1:263790/gw", "port must be a number from 1 to 65535"),
+        ("REDIS_URL", "redis+sentinel://s1/gw/zero", "database after the master's name must be a number"),
         ("OPENIM_API_URL", "openim:10002", "expected a http:// or https:// URL"),
         ("OPENIM_API_URL", "http://openim:10002/?x=1", "must not carry a query"),
         ("OPENIM_WS_URL", "http://openim:10001", "expected a ws:// or wss:// URL"),
@@ -93,9 +98,12 @@ def test_total_timeout_must_cover_the_phases() -> None:
         Settings.from_env(env, dev=False)
 
 
-def test_errors_never_repeat_a_secret() -> None:
+@pytest.mark.parametrize(
+    "url", ["ftp://user:hunter2@redis", "redis+sentinel://user:hunter2/gw", "redis+sentinel://:hunter2@/gw"]
+)
+def test_errors_never_repeat_a_secret(url: str) -> None:
     with pytest.raises(ConfigError) as error:
-        Settings.from_env(PRODUCTION | {"MESSENGER_GW_REDIS_URL": "ftp://user:hunter2@redis"}, dev=False)
+        Settings.from_env(PRODUCTION | {"MESSENGER_GW_REDIS_URL": url}, dev=False)
     assert "hunter2" not in str(error.value)
 
 
@@ -106,6 +114,23 @@ def test_describe_masks_secrets() -> None:
     assert "s3cr3t-value" not in text
     assert described["MESSENGER_GW_REDIS_URL"] == "redis://:********@redis:6379/0"
     assert described["MESSENGER_GW_OPENIM_SECRET"] == "********"
+
+
+def test_a_sentinel_url_names_its_sentinels_master_and_database_and_hides_its_password() -> None:
+    url = "rediss+sentinel://app:p%40ss@s1:26380,s2,[::1]:26381/gw-master/3"
+    settings = Settings.from_env(PRODUCTION | {"MESSENGER_GW_REDIS_URL": url}, dev=False)
+    assert dict(settings.describe())["MESSENGER_GW_REDIS_URL"] == (
+        "rediss+sentinel://app:********@s1:26380,s2,[::1]:26381/gw-master/3"
+    )
+    assert SentinelURL.parse(url) == SentinelURL(
+        sentinels=(("s1", 26380), ("s2", 26379), ("::1", 26381)),
+        master="gw-master",
+        db=3,
+        username="app",
+        password="p@ss",
+        tls=True,
+    )
+    assert SentinelURL.parse("redis+sentinel://s1/gw") == SentinelURL((("s1", 26379),), "gw", 0, None, None, False)
 
 
 def test_secret_does_not_show_itself() -> None:

@@ -1,10 +1,12 @@
-"""One behavioural suite, run against the in-memory store, real Redis, and a real Redis Cluster."""
+"""One behavioural suite, run against the in-memory store, real Redis, a real Redis Cluster, and a
+real Redis found through a real Sentinel."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
@@ -13,11 +15,11 @@ from messenger_gw.redis_store import RedisStore
 from messenger_gw.sandbox import FakeClock
 from messenger_gw.store import Message, Store, StoreError
 
-from .conftest import RedisProcess, free_port
+from .conftest import LOOPBACK, RedisProcess, SentinelProcess, free_port
 
 Advance = Callable[[float], Awaitable[None]]
 
-IMPLEMENTATIONS = ["memory", "redis", "redis-cluster"]
+IMPLEMENTATIONS = ["memory", "redis", "redis-cluster", "redis-sentinel"]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
@@ -31,11 +33,15 @@ async def store_and_clock(request: pytest.FixtureRequest) -> AsyncIterator[tuple
             clock.advance(seconds)
 
     else:
-        server: RedisProcess = request.getfixturevalue("redis_server" if request.param == "redis" else "redis_cluster")
+        if request.param == "redis-sentinel":
+            sentinel, server = request.getfixturevalue("redis_sentinel")
+            url = sentinel.url
+        else:
+            server = request.getfixturevalue("redis_server" if request.param == "redis" else "redis_cluster")
+            url = f"{'redis' if request.param == 'redis' else 'redis+cluster'}://127.0.0.1:{server.port}"
         with server.client() as c:
             c.flushall()
-        scheme = "redis" if request.param == "redis" else "redis+cluster"
-        store = RedisStore.from_url(f"{scheme}://127.0.0.1:{server.port}")
+        store = RedisStore.from_url(url)
 
         async def advance(seconds: float) -> None:
             await asyncio.sleep(seconds)
@@ -267,5 +273,62 @@ async def test_claims_survive_a_flushed_script_cache_and_a_dropped_connection(cl
         with contextlib.suppress(StoreError):  # a call on the dropped connection may fail; the next takes a new one
             await store.set_if_absent_many(["c"], b"", ttl=10)
         assert await store.set_if_absent_many(["d"], b"", ttl=10) == [True]
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def sentinel_with_replica() -> Iterator[tuple[SentinelProcess, RedisProcess, RedisProcess]]:
+    """A master, its replica (in sync), and a sentinel that knows both."""
+    master = RedisProcess("--save", "", "--appendonly", "no")
+    master.start()
+    replica = RedisProcess("--save", "", "--appendonly", "no", "--replicaof", LOOPBACK, str(master.port))
+    replica.start()
+    sentinel = SentinelProcess(master)
+    try:
+        with replica.client() as c:
+            wait_until(lambda: c.info("replication").get("master_link_status") == "up")
+        sentinel.start()
+        yield sentinel, master, replica
+    finally:
+        for server in (sentinel, replica, master):
+            server.remove()
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the condition did not hold in time")
+        time.sleep(0.05)
+
+
+async def test_a_store_found_through_sentinel_follows_a_failover(
+    sentinel_with_replica: tuple[SentinelProcess, RedisProcess, RedisProcess],
+) -> None:
+    sentinel, master, replica = sentinel_with_replica
+    store = RedisStore.from_url(sentinel.url, timeout=1)
+    try:
+        await store.set("before", b"1")
+        assert await store.set_if_absent_many(["nonce-1"], b"", ttl=60) == [True]
+        with replica.client() as c:
+            wait_until(lambda: c.get("nonce-1") is not None)
+
+        master.stop()  # killed, as a crashed host would be: the sentinel promotes the replica
+        wait_until(lambda: sentinel.master_port() == replica.port, seconds=30)
+        # Calls fail while there is no master; then the store, reconnecting, asks the sentinel again.
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                await store.set("after", b"2")
+                claimed = await store.set_if_absent_many(["nonce-1", "nonce-2"], b"", ttl=60)
+                break
+            except StoreError:
+                assert time.monotonic() < deadline, "the store did not find the new master"
+                await asyncio.sleep(0.1)
+        assert claimed == [False, True], "a nonce claimed before the failover stays claimed"
+        assert await store.get("before") == b"1"
+        with replica.client() as c:
+            assert c.get("after") == b"2"  # written to the promoted replica
     finally:
         await store.close()
