@@ -426,6 +426,8 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
             raise ValueError(f"expected a {' or '.join(s + '://' for s in schemes)} URL with a host, got {raw!r}")
         if parts.query or parts.fragment:
             raise ValueError("must not carry a query or fragment")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry credentials (user:password@)")
         try:
             parts.port  # noqa: B018 - urlsplit validates the port lazily
         except ValueError:

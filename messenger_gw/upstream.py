@@ -93,7 +93,7 @@ class UpstreamPool:
             or parts.path.strip("/")
             or parts.query
         ):
-            raise ValueError(f"an upstream origin is http(s)://host[:port], not {origin!r}")
+            raise ValueError("an upstream origin is http(s)://host[:port], with no credentials, path or query")
         if max_connections < 1 or connect <= 0 or pool <= 0 or keepalive <= 0:
             raise ValueError("max_connections, connect, pool and keepalive must be positive")
         self.origin = f"{parts.scheme}://{parts.netloc}"

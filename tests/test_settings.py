@@ -74,6 +74,7 @@ def test_production_requires_each_connection_variable(variable: str) -> None:
         ("REDIS_URL", "redis+sentinel://s1/gw/zero", "database after the master's name must be a number"),
         ("OPENIM_API_URL", "openim:10002", "expected a http:// or https:// URL"),
         ("OPENIM_API_URL", "http://openim:10002/?x=1", "must not carry a query"),
+        ("OPENIM_API_URL", "http://admin:hunter2@openim:10002", "must not carry credentials"),
         ("OPENIM_WS_URL", "http://openim:10001", "expected a ws:// or wss:// URL"),
         ("OPENIM_ADMIN_USER_ID", "im admin", "only letters, digits and '_'"),
         ("OPENIM_CONNECT_TIMEOUT", "fast", "expected a number of seconds"),
