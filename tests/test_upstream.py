@@ -284,6 +284,39 @@ async def test_calls_beyond_the_limit_wait_for_a_connection_then_time_out(
     assert pool.state() == PoolState(open=1, idle=1, waiting=0)
 
 
+async def test_many_calls_share_few_connections_and_calls_given_up_while_waiting_do_not_stall_the_rest(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
+) -> None:
+    busy = peak = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal busy, peak
+        while True:
+            await read_request(reader)
+            busy += 1
+            peak = max(peak, busy)
+            await asyncio.sleep(0.002)
+            busy -= 1
+            writer.write(ok(b"ok"))
+            await writer.drain()
+
+    server = await serve(handler)
+    pool = pools(server.url, max_connections=3, wait=5)
+    calls = [asyncio.create_task(body_of(pool)) for _ in range(120)]
+    await asyncio.sleep(0.01)
+    given_up = calls[60::2]  # some still waiting for a connection, some perhaps already sent
+    for call in given_up:
+        call.cancel()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    finished = [r for call, r in zip(calls, results, strict=True) if call not in given_up]
+    assert finished == [b"ok"] * len(finished)
+    assert all(r == b"ok" or isinstance(r, asyncio.CancelledError) for r in results)
+    assert peak <= 3
+    state = pool.state()
+    assert state.waiting == 0
+    assert state.idle == state.open <= 3
+
+
 async def test_a_call_given_up_before_its_answer_closes_its_connection(
     serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
 ) -> None:
