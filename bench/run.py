@@ -33,6 +33,7 @@ from typing import Any
 
 import redis
 
+from messenger_gw import keys
 from messenger_gw.client import GatewayClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -307,9 +308,9 @@ def run_webhooks(workers: int, seconds: int, redis_url: str, upstream: str, user
         wait_http(url + "/healthz")
         path = f"/webhooks/openim/{WEBHOOK_SECRET}/"
         wrk(url, connections, 2, None, 0, route=path + AFTER, body=callback(AFTER))  # warm-up
-        before = int(store.xlen("gw:webhooks"))
+        before = int(store.xlen(keys.WEBHOOK_STREAM))
         after = wrk(url, connections, seconds, None, 0, route=path + AFTER, body=callback(AFTER))
-        stored = int(store.xlen("gw:webhooks")) - before
+        stored = int(store.xlen(keys.WEBHOOK_STREAM)) - before
         after |= {"stored": stored, "stored_per_second": stored / (after["duration_us"] / 1e6)}
         results["d_after_callbacks"] = after
         pace = connections * 1000 / 1000  # 1,000 per second across all connections

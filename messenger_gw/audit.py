@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from . import keys
 from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-STREAM = "gw:audit"
 FIELDS = ("time", "actor", "operation", "target", "reason", "outcome", "operationID", "detail")
 SCAN_CHUNK = 200
 
@@ -70,7 +70,7 @@ class AuditLog:
     async def append(self, entry: AuditEntry) -> None:
         entry.time_ms = int(self._clock() * 1000)
         try:
-            await self._store.append(STREAM, entry.fields(), max_len=self._max_entries)
+            await self._store.append(keys.AUDIT_STREAM, entry.fields(), max_len=self._max_entries)
         except StoreError as exc:
             # The store is down: the log line keeps the record (no secrets are in it).
             log.error("audit entry not stored (%s): %s", exc, orjson.dumps(AuditEntry.as_json("", entry.fields())))
@@ -82,7 +82,7 @@ class AuditLog:
         found: list[dict[str, Any]] = []
         cursor = before
         while len(found) < limit:
-            chunk = await self._store.read_range_reverse(STREAM, before=cursor, count=SCAN_CHUNK)
+            chunk = await self._store.read_range_reverse(keys.AUDIT_STREAM, before=cursor, count=SCAN_CHUNK)
             for entry in chunk:
                 cursor = entry.id
                 if all(entry.fields.get(k, b"").decode() == v for k, v in filters.items()):

@@ -1,4 +1,4 @@
-"""Every key and channel the gateway uses in the store, in one place.
+"""Every key, stream and channel the gateway uses in the store, in one place.
 
 A session and its nonces share the hash tag ``{<sessionId>}`` so that, on
 Redis Cluster, they live in one slot. ``im:token:<userID>`` is a contract
@@ -10,6 +10,11 @@ from __future__ import annotations
 INVALIDATION_CHANNEL = "gw:invalidate"
 BAN_INDEX = "gw:bans"  # hash: userID -> ban record, for listing
 PENDING_FORCE_LOGOUT = "gw:pending-force-logout"  # hash: userID -> JSON list of platforms still to log out
+AUDIT_STREAM = "gw:audit"
+WEBHOOK_STREAM = "gw:webhooks"  # after-events, consumed by the group in webhook_consumer.py
+WEBHOOK_REJECTED_STREAM = "gw:webhooks:rejected"  # callbacks refused as malformed, for inspection
+WEBHOOK_DEAD_STREAM = "gw:webhooks:dead"  # after-events that failed too often
+MODERATION_FLAGS = "gw:moderation:flags"  # hash: event key -> flagged message
 
 
 def session(session_id: str) -> str:
@@ -40,3 +45,8 @@ def user_sessions(user_id: str) -> str:
 
 def rate(scope: str, subject: str) -> str:
     return f"gw:rate:{scope}:{subject}"
+
+
+def webhook_effect(effect: str, event_key: str) -> str:
+    """Marks an after-event's effect (``counted``, ``audited``) as applied, so a redelivery skips it."""
+    return f"gw:webhook:{effect}:{event_key}"

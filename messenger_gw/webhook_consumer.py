@@ -25,19 +25,18 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from . import keys
 from .audit import AuditEntry, AuditLog
 from .background import running
 from .metrics import Metrics
 from .store import Store, StoreError, StreamEntry
 from .webhook_models import Event, GroupDismissEvent, GroupKickEvent, MessageEvent, parse_event
-from .webhooks import STREAM, command_label
+from .webhooks import command_label
 from .word_rules import WordRules
 
 log = logging.getLogger(__name__)
 
 GROUP = "gateway"
-DEAD_STREAM = "gw:webhooks:dead"
-FLAGS = "gw:moderation:flags"
 MAX_DELIVERIES = 5
 RETRY_AFTER = 2.0
 EFFECT_MARK_TTL = 7 * 86400.0
@@ -73,7 +72,7 @@ class WebhookConsumer:
         # lands while it is still connecting (see invalidation.listening).
         while not self._stopping:
             try:
-                await self._store.ensure_group(STREAM, GROUP)
+                await self._store.ensure_group(keys.WEBHOOK_STREAM, GROUP)
                 while not self._stopping:
                     await self.step()
             except StoreError as exc:
@@ -83,14 +82,16 @@ class WebhookConsumer:
     async def step(self, *, block: float | None = READ_BLOCK) -> int:
         """Process new entries, then retry or dead-letter stale ones; the number handled."""
         handled = 0
-        fresh = await self._store.read_group(STREAM, GROUP, self.name, count=BATCH, block=block)
+        fresh = await self._store.read_group(keys.WEBHOOK_STREAM, GROUP, self.name, count=BATCH, block=block)
         if self._stopping:
             return 0  # unacknowledged: another consumer, or the next start, takes them
         for entry in fresh:
             await self._handle(entry)
             handled += 1
-        for stale in await self._store.pending(STREAM, GROUP, min_idle=self.retry_after, count=BATCH):
-            claimed = await self._store.claim(STREAM, GROUP, self.name, [stale.id], min_idle=self.retry_after)
+        for stale in await self._store.pending(keys.WEBHOOK_STREAM, GROUP, min_idle=self.retry_after, count=BATCH):
+            claimed = await self._store.claim(
+                keys.WEBHOOK_STREAM, GROUP, self.name, [stale.id], min_idle=self.retry_after
+            )
             for entry in claimed:
                 if stale.deliveries >= MAX_DELIVERIES:
                     await self._dead_letter(entry, stale.deliveries)
@@ -108,7 +109,7 @@ class WebhookConsumer:
             self._errors[entry.id] = f"{type(exc).__name__}: {exc}"
             log.warning("webhook event %s failed, will retry: %s", entry.id, self._errors[entry.id])
             return
-        await self._store.ack(STREAM, GROUP, entry.id)
+        await self._store.ack(keys.WEBHOOK_STREAM, GROUP, entry.id)
         self._errors.pop(entry.id, None)
 
     async def apply(self, entry: StreamEntry) -> None:
@@ -117,18 +118,18 @@ class WebhookConsumer:
         _, event = parse_event(command, body)
         await self._count(event)
         if isinstance(event, MessageEvent) and self._flagged.match(event.text):
-            await self._store.hset(FLAGS, {event.key: orjson.dumps(_flag(event, entry))})
+            await self._store.hset(keys.MODERATION_FLAGS, {event.key: orjson.dumps(_flag(event, entry))})
         if isinstance(event, GroupDismissEvent | GroupKickEvent):
             await self._audit_once(event)
 
     async def _count(self, event: Event) -> None:
-        if await self._store.set_if_absent(f"gw:webhook:counted:{event.key}", b"", ttl=EFFECT_MARK_TTL):
+        if await self._store.set_if_absent(keys.webhook_effect("counted", event.key), b"", ttl=EFFECT_MARK_TTL):
             content_type = str(event.content_type) if isinstance(event, MessageEvent) else ""
             session_type = str(event.session_type) if isinstance(event, MessageEvent) else ""
             self._metrics.webhook_events.labels(command_label(event.command), content_type, session_type).inc()
 
     async def _audit_once(self, event: GroupDismissEvent | GroupKickEvent) -> None:
-        if not await self._store.set_if_absent(f"gw:webhook:audited:{event.key}", b"", ttl=EFFECT_MARK_TTL):
+        if not await self._store.set_if_absent(keys.webhook_effect("audited", event.key), b"", ttl=EFFECT_MARK_TTL):
             return
         if isinstance(event, GroupDismissEvent):
             entry = AuditEntry(
@@ -153,8 +154,8 @@ class WebhookConsumer:
             "deliveries": str(deliveries).encode(),
             "error": error.encode(),
         }
-        await self._store.append(DEAD_STREAM, fields, max_len=100_000)
-        await self._store.ack(STREAM, GROUP, entry.id)
+        await self._store.append(keys.WEBHOOK_DEAD_STREAM, fields, max_len=100_000)
+        await self._store.ack(keys.WEBHOOK_STREAM, GROUP, entry.id)
         command = entry.fields.get("command", b"").decode()
         self._metrics.webhook_dead_letters.labels(command_label(command)).inc()
         log.error("webhook event %s dead-lettered after %d deliveries: %s", entry.id, deliveries, error)

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import errors
+from . import errors, keys
 from .background import running
 from .bans import Bans
 from .client_ip import client_ip
@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-STREAM = "gw:webhooks"
-REJECTED_STREAM = "gw:webhooks:rejected"
 STREAM_MAX_ENTRIES = 1_000_000
 REJECTED_MAX_ENTRIES = 10_000
 REJECTED_BODY_BYTES = 16 * 1024
@@ -130,13 +128,15 @@ class WebhookReceiver:
         return "spooled"
 
     async def append(self, record: dict[str, Any]) -> None:
-        await self._store.append(STREAM, {k: str(v).encode() for k, v in record.items()}, max_len=STREAM_MAX_ENTRIES)
+        await self._store.append(
+            keys.WEBHOOK_STREAM, {k: str(v).encode() for k, v in record.items()}, max_len=STREAM_MAX_ENTRIES
+        )
 
     async def reject(self, command: str, reason: str, body: bytes) -> None:
         self._metrics.webhook_requests.labels(command_label(command), f"rejected_{reason}").inc()
         with contextlib.suppress(StoreError):
             await self._store.append(
-                REJECTED_STREAM,
+                keys.WEBHOOK_REJECTED_STREAM,
                 {
                     "time": str(int(time.time() * 1000)).encode(),
                     "command": command.encode(),

@@ -14,8 +14,9 @@ import pytest
 from aiohttp import web
 
 from messenger_gw import keys
-from messenger_gw.audit import AUDIT_LOG, STREAM, AuditEntry, AuditLog
+from messenger_gw.audit import AUDIT_LOG, AuditEntry, AuditLog
 from messenger_gw.client import GatewayClient
+from messenger_gw.keys import AUDIT_STREAM
 from messenger_gw.moderation import MODERATION
 from messenger_gw.sandbox import FakeClock, Sandbox, TokenState
 
@@ -412,7 +413,7 @@ async def test_the_audit_stream_is_bounded(gateway: Gateway, clean_redis: RedisP
     for index in range(1500):
         await log.append(AuditEntry(operation="test", target=str(index)))
     with clean_redis.client() as c:
-        assert 1000 <= c.xlen(STREAM) < 1500
+        assert 1000 <= c.xlen(AUDIT_STREAM) < 1500
 
 
 async def test_every_admin_operation_writes_its_audit_record(gateway: Gateway, group_id: str, a_message: str) -> None:

@@ -17,8 +17,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from messenger_gw.app import create_app
-from messenger_gw.webhook_consumer import DEAD_STREAM, FLAGS, GROUP, WEBHOOK_CONSUMER
-from messenger_gw.webhooks import STREAM
+from messenger_gw.keys import MODERATION_FLAGS as FLAGS
+from messenger_gw.keys import WEBHOOK_DEAD_STREAM as DEAD_STREAM
+from messenger_gw.keys import WEBHOOK_STREAM as STREAM
+from messenger_gw.webhook_consumer import GROUP, WEBHOOK_CONSUMER
 
 from .conftest import LOOPBACK, RedisProcess, base_url, gateway_settings
 

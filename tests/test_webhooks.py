@@ -13,13 +13,17 @@ import pytest
 from messenger_gw import keys
 from messenger_gw.audit import AuditLog
 from messenger_gw.bans import Ban
+from messenger_gw.keys import MODERATION_FLAGS as FLAGS
+from messenger_gw.keys import WEBHOOK_DEAD_STREAM as DEAD_STREAM
+from messenger_gw.keys import WEBHOOK_REJECTED_STREAM as REJECTED_STREAM
+from messenger_gw.keys import WEBHOOK_STREAM as STREAM
 from messenger_gw.memory_store import MemoryStore
 from messenger_gw.metrics import METRICS, Metrics
 from messenger_gw.settings import Settings
 from messenger_gw.spool import Spool
 from messenger_gw.store import STORE, StoreError
-from messenger_gw.webhook_consumer import DEAD_STREAM, FLAGS, GROUP, WEBHOOK_CONSUMER, WebhookConsumer
-from messenger_gw.webhooks import REJECTED_STREAM, STREAM, WebhookReceiver
+from messenger_gw.webhook_consumer import GROUP, WEBHOOK_CONSUMER, WebhookConsumer
+from messenger_gw.webhooks import WebhookReceiver
 from messenger_gw.word_rules import WordRules
 
 from .conftest import Gateway, RedisProcess, StartGateway, sample
