@@ -276,7 +276,7 @@ class RedisStore(Store):
                 list[tuple[bytes, dict[bytes, bytes]]],
                 await self._client.xrange(stream, min=f"({after}" if after else "-", max="+", count=count),
             )
-        return [StreamEntry(entry_id.decode(), {k.decode(): v for k, v in fields.items()}) for entry_id, fields in raw]
+        return [_entry(entry_id, fields) for entry_id, fields in raw]
 
     async def read_range_reverse(self, stream: str, *, before: str | None = None, count: int) -> list[StreamEntry]:
         with _translated():
@@ -284,7 +284,7 @@ class RedisStore(Store):
                 list[tuple[bytes, dict[bytes, bytes]]],
                 await self._client.xrevrange(stream, max=f"({before}" if before else "+", min="-", count=count),
             )
-        return [StreamEntry(entry_id.decode(), {k.decode(): v for k, v in fields.items()}) for entry_id, fields in raw]
+        return [_entry(entry_id, fields) for entry_id, fields in raw]
 
     async def ensure_group(self, stream: str, group: str) -> None:
         try:
