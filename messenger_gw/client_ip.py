@@ -59,5 +59,11 @@ def _address(text: str | None) -> IPAddress | None:
     return address
 
 
+def within(address: str, networks: Sequence[Network]) -> bool:
+    """Whether the address written as ``address`` is in one of ``networks``; an unreadable one is in none."""
+    parsed = _address(address)
+    return parsed is not None and _is_trusted(parsed, networks)
+
+
 def _is_trusted(address: IPAddress, trusted: Sequence[Network]) -> bool:
     return any(address.version == net.version and address in net for net in trusted)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -30,7 +29,7 @@ from aiohttp import web
 from . import errors, keys
 from .background import running
 from .bans import Bans
-from .client_ip import client_ip
+from .client_ip import client_ip, within
 from .metrics import METRICS, Metrics
 from .rate_limit import RateLimit
 from .settings import SETTINGS, WebhookSettings
@@ -193,11 +192,7 @@ async def check_sender(request: web.Request, handler: Handler) -> web.StreamResp
     allowed = settings.webhooks.allowed_networks
     if allowed:
         address = client_ip(request, settings.trusted_proxies)
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            ip = None
-        if ip is None or not any(ip.version == net.version and ip in net for net in allowed):
+        if not within(address, allowed):
             metrics.webhook_requests.labels("unknown", "wrong_address").inc()
             raise NotHere("Not Found", detail=f"webhook from an address outside WEBHOOK_ALLOWED_CIDRS: {address}")
     return await handler(request)
