@@ -202,10 +202,7 @@ async def receive(request: web.Request) -> web.Response:
     config = request.config_dict
     receiver, settings = config[WEBHOOK_RECEIVER], config[SETTINGS].webhooks
     command = request.match_info["command"]
-    if request.content_length is not None and request.content_length > settings.max_body_bytes:
-        await receiver.reject(command, "too_large", await request.content.read(REJECTED_BODY_BYTES))
-        raise BodyTooLarge("The body is too large")
-    raw = await request.content.read(settings.max_body_bytes + 1)
+    raw = await _read_at_most(request, settings.max_body_bytes + 1)  # one byte more tells a body too large
     if len(raw) > settings.max_body_bytes:
         await receiver.reject(command, "too_large", raw)
         raise BodyTooLarge("The body is too large")
@@ -241,6 +238,16 @@ async def receive(request: web.Request) -> web.Response:
         raise errors.Unavailable("The event could not be kept") from None
     config[METRICS].webhook_requests.labels(command_label(command), where).inc()
     return web.Response(body=ALLOW, content_type="application/json")
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    """The body, or its first ``limit`` bytes: one read returns only what has arrived so far."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit and (part := await request.content.read(limit - size)):
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 def replaying(receiver: WebhookReceiver) -> contextlib.AbstractAsyncContextManager[asyncio.Task[None]]:

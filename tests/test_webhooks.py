@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +78,26 @@ async def gateway(start_gateway: StartGateway, word_files: dict[str, str], tmp_p
 
 
 async def hook(
-    gateway: Gateway, command: str, body: Any, *, secret: str = SECRET, headers: dict[str, str] | None = None
+    gateway: Gateway,
+    command: str,
+    body: Any,
+    *,
+    secret: str = SECRET,
+    headers: dict[str, str] | None = None,
+    in_parts: int = 1,
 ) -> tuple[int, Any]:
-    """POST as OpenIM does: JSON with a trailing newline, Operationid header, a charset."""
+    """POST as OpenIM does: JSON with a trailing newline, Operationid header, a charset.
+
+    ``in_parts`` > 1 sends the body chunked, in that many parts a little apart, as a proxy may.
+    """
     raw = body if isinstance(body, bytes) else orjson.dumps(body) + b"\n"
+
+    async def parts() -> AsyncIterator[bytes]:
+        size = -(-len(raw) // in_parts)
+        for start in range(0, len(raw), size):
+            yield raw[start : start + size]
+            await asyncio.sleep(0.02)
+
     sent = {
         "Content-Type": "application/json; charset=utf-8",
         "Operationid": "op-1",
@@ -89,7 +106,9 @@ async def hook(
     async with (
         aiohttp.ClientSession() as http,
         http.post(
-            f"{gateway.url}/webhooks/openim/{secret}/{command}", data=raw, headers=sent | (headers or {})
+            f"{gateway.url}/webhooks/openim/{secret}/{command}",
+            data=raw if in_parts == 1 else parts(),
+            headers=sent | (headers or {}),
         ) as response,
     ):
         payload = await response.read()
@@ -258,6 +277,15 @@ async def test_when_the_store_is_down_the_configured_policy_decides(
 
 
 # -- after-callbacks: durable, processed once ------------------------------------------------------------------
+
+
+async def test_an_after_event_arriving_in_parts_is_read_whole(gateway: Gateway, clean_redis: RedisProcess) -> None:
+    command = "callbackAfterSendSingleMsgCommand"
+    text = "x" * 200_000  # under WEBHOOK_MAX_BODY_BYTES (256 KiB), over what one read of the socket brings
+    body = message(command, text, serverMsgID="srv-long")
+    assert await hook(gateway, command, body, in_parts=4) == (200, ALLOW)
+    [stored] = stream(clean_redis, STREAM)
+    assert orjson.loads(orjson.loads(stored[b"body"])["content"])["content"] == text
 
 
 async def test_an_after_event_is_stored_before_the_answer_and_processed(
