@@ -39,6 +39,13 @@ def _int(body: dict[str, Any], name: str) -> int:
     return value
 
 
+def _objects(body: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    value = body.get(name) or []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise InvalidEvent(f"{name} must be a list of objects")
+    return value
+
+
 def _strs(body: dict[str, Any], name: str) -> tuple[str, ...]:
     value = body.get(name)
     if value is None:
@@ -164,10 +171,7 @@ class GroupCreateEvent(Event):
 
     @classmethod
     def parse(cls, command: str, body: dict[str, Any]) -> Event:
-        listed = body.get("initMemberList") or []
-        if not isinstance(listed, list) or not all(isinstance(m, dict) for m in listed):
-            raise InvalidEvent("initMemberList must be a list of objects")
-        members = tuple(dict.fromkeys(_str(m, "userID") for m in listed))
+        members = tuple(dict.fromkeys(_str(m, "userID") for m in _objects(body, "initMemberList")))
         return cls(
             command,
             body,
@@ -248,10 +252,7 @@ class GroupMemberEvent(Event):
     def parse(cls, command: str, body: dict[str, Any]) -> Event:
         users: list[str] = [u for u in (_str(body, "userID"), _str(body, "inviterUserID")) if u]
         users += _strs(body, "invitedUserIDs")
-        members = body.get("memberList") or []
-        if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
-            raise InvalidEvent("memberList must be a list of objects")
-        users += [_str(m, "userID") for m in members]
+        users += [_str(m, "userID") for m in _objects(body, "memberList")]
         return cls(command, body, group_id=_str(body, "groupID"), user_ids=tuple(dict.fromkeys(users)))
 
     @property
@@ -267,10 +268,7 @@ class UserRegisterEvent(Event):
 
     @classmethod
     def parse(cls, command: str, body: dict[str, Any]) -> Event:
-        users = body.get("users") or []
-        if not isinstance(users, list) or not all(isinstance(u, dict) for u in users):
-            raise InvalidEvent("users must be a list of objects")
-        return cls(command, body, user_ids=tuple(_str(u, "userID") for u in users))
+        return cls(command, body, user_ids=tuple(_str(u, "userID") for u in _objects(body, "users")))
 
     @property
     def users(self) -> tuple[str, ...]:
