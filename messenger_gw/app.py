@@ -61,6 +61,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_openim_ctx)
     app.cleanup_ctx.append(_auth_ctx)
+    app.cleanup_ctx.append(_admin_ctx)
+    app.cleanup_ctx.append(_webhooks_ctx)
     app.on_shutdown.append(_start_draining)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -119,6 +121,7 @@ async def _openim_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Client authentication, bans, imTokens and login."""
     settings, store, metrics = app[SETTINGS], app[STORE], app[METRICS]
     app[SESSIONS] = sessions = Sessions(store, app[INVALIDATION], ttl=settings.session_ttl)
     app[AUTHENTICATOR] = Authenticator(
@@ -130,25 +133,35 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
         bans, im_tokens, ws_url=settings.openim_ws_url, min_remaining=settings.login.im_token_min_remaining
     )
     app[CONVERSATION_ACCESS] = ConversationAccess(app[OPENIM], app[ADMIN_TOKENS])
-    jwt_verifier = app[AUTHENTICATOR].jwt_verifier
-    app[ADMIN_AUTHENTICATOR] = AdminAuthenticator(settings.admin, jwt_verifier, metrics=metrics)
-    app[AUDIT_LOG] = AuditLog(store, max_entries=settings.admin.audit_max_entries)
-    app[MODERATION] = moderation = Moderation(store, app[OPENIM], app[ADMIN_TOKENS], sessions, im_tokens, bans)
     app[auth_routes.HANDSHAKE_RATE_LIMIT] = RateLimit(store, "handshake", settings.handshake_rate_limit)
-    hooks = settings.webhooks
+    async with aiohttp.ClientSession() as user_service:
+        app[IDENTITY_VERIFIER] = _identity_verifier(settings, user_service)
+        yield
+
+
+async def _admin_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The admin API's authenticator and audit log, and moderation with its force-logout retries."""
+    settings, store = app[SETTINGS], app[STORE]
+    jwt_verifier = app[AUTHENTICATOR].jwt_verifier
+    app[ADMIN_AUTHENTICATOR] = AdminAuthenticator(settings.admin, jwt_verifier, metrics=app[METRICS])
+    app[AUDIT_LOG] = AuditLog(store, max_entries=settings.admin.audit_max_entries)
+    app[MODERATION] = moderation = Moderation(
+        store, app[OPENIM], app[ADMIN_TOKENS], app[SESSIONS], app[IM_TOKENS], app[BANS]
+    )
+    async with retrying(moderation):
+        yield
+
+
+async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """OpenIM's callbacks: the receiver with its spool replay, and the after-event consumer."""
+    hooks, store, metrics = app[SETTINGS].webhooks, app[STORE], app[METRICS]
     app[WEBHOOK_RECEIVER] = receiver = WebhookReceiver(
-        hooks, store, bans, metrics=metrics, spool=Spool(hooks.spool_dir)
+        hooks, store, app[BANS], metrics=metrics, spool=Spool(hooks.spool_dir)
     )
     app[WEBHOOK_CONSUMER] = consumer = WebhookConsumer(
         store, app[AUDIT_LOG], WordRules(hooks.flagged_words_file), metrics=metrics
     )
-    async with (
-        aiohttp.ClientSession() as user_service,
-        retrying(moderation),
-        replaying(receiver),
-        consuming(consumer),
-    ):
-        app[IDENTITY_VERIFIER] = _identity_verifier(settings, user_service)
+    async with replaying(receiver), consuming(consumer):
         yield
 
 
