@@ -42,12 +42,9 @@ class GatewayResponseError(Exception):
 @dataclasses.dataclass(frozen=True, slots=True)
 class SessionState:
     session_id: str
-    key: bytes
+    key: bytes = dataclasses.field(repr=False)
     platform_id: int
     expires_at: int
-
-    def __repr__(self) -> str:
-        return f"SessionState(session_id={self.session_id!r}, platform_id={self.platform_id})"
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

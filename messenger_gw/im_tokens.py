@@ -33,11 +33,8 @@ LOCK_POLL_INTERVAL = 0.05
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoredToken:
-    token: str
+    token: str = dataclasses.field(repr=False)
     expires_at: int
-
-    def __repr__(self) -> str:
-        return f"StoredToken(token='********', expires_at={self.expires_at})"
 
     def encode(self) -> bytes:
         return orjson.dumps({"token": self.token, "expiresAt": self.expires_at})

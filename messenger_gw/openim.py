@@ -169,11 +169,8 @@ class TokenNotExistError(TokenError):
 class IssuedToken:
     """A token from get_admin_token / get_user_token; ``expires_in`` is a duration in seconds."""
 
-    token: str
+    token: str = dataclasses.field(repr=False)
     expires_in: int
-
-    def __repr__(self) -> str:
-        return f"IssuedToken(token='********', expires_in={self.expires_in})"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

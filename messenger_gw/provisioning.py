@@ -18,12 +18,9 @@ from .im_tokens import ImTokens
 @dataclasses.dataclass(frozen=True, slots=True)
 class Provisioned:
     user_id: str
-    im_token: str
+    im_token: str = dataclasses.field(repr=False)
     ws_url: str
     expires_at: int
-
-    def __repr__(self) -> str:
-        return f"Provisioned(user_id={self.user_id!r}, expires_at={self.expires_at})"
 
     def as_json(self) -> dict[str, Any]:
         return {"userID": self.user_id, "imToken": self.im_token, "wsURL": self.ws_url, "expiresAt": self.expires_at}

@@ -36,14 +36,11 @@ CACHE_TTL = 60.0
 @dataclasses.dataclass(frozen=True, slots=True)
 class Session:
     id: str
-    key: bytes
+    key: bytes = dataclasses.field(repr=False)
     platform_id: int
     user_id: str | None
     created_at: int
     expires_at: int
-
-    def __repr__(self) -> str:
-        return f"Session(id={self.id!r}, platform_id={self.platform_id}, user_id={self.user_id!r})"
 
     def encode(self) -> bytes:
         return orjson.dumps(

@@ -133,10 +133,7 @@ class AdminKey:
     """An admin API key, known only by the SHA-256 of its value, and the name audit records show."""
 
     name: str
-    sha256: bytes
-
-    def __repr__(self) -> str:
-        return f"AdminKey(name={self.name!r})"
+    sha256: bytes = dataclasses.field(repr=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
