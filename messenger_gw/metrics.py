@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -105,8 +106,8 @@ class Metrics:
             registry=r,
         )
         # Bounded like the labels themselves: route templates x methods x statuses.
-        self._requests: dict[tuple[str, str, int], _Tally] = {}
-        self._openim_calls: dict[str, _Tally] = {}
+        self._requests: defaultdict[tuple[str, str, int], _Tally] = defaultdict(_Tally)
+        self._openim_calls: defaultdict[str, _Tally] = defaultdict(_Tally)
         self._in_flight = 0
         self.http_in_flight = Gauge(
             "messenger_gw_http_requests_in_flight",
@@ -201,11 +202,7 @@ class Metrics:
         method = request.method if request.method in KNOWN_METHODS else "other"
         route = request.get(ROUTE_LABEL) or route_template(request)
         self._in_flight -= 1
-        key = (route, method, status)
-        tally = self._requests.get(key)
-        if tally is None:
-            tally = self._requests[key] = _Tally()
-        tally.add(elapsed)
+        self._requests[route, method, status].add(elapsed)
         # The route template, never the raw path: a webhook path carries a secret.
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
@@ -222,10 +219,7 @@ class Metrics:
             self.openim_errcodes.labels(route, str(errcode)).inc()
 
     def openim_call_done(self, route: str, seconds: float) -> None:
-        tally = self._openim_calls.get(route)
-        if tally is None:
-            tally = self._openim_calls[route] = _Tally()
-        tally.add(seconds)
+        self._openim_calls[route].add(seconds)
 
     def watch_openim_pool(self, state: Callable[[], PoolState]) -> None:
         """Export what ``state`` says of the pool of connections to OpenIM at every flush."""
@@ -239,11 +233,11 @@ class Metrics:
             self.openim_connections.labels("open").set(pool.open)
             self.openim_connections.labels("idle").set(pool.idle)
             self.openim_connections.labels("waiting").set(pool.waiting)
-        requests, self._requests = self._requests, {}
+        requests, self._requests = self._requests, defaultdict(_Tally)
         for (route, method, status), tally in requests.items():
             self.http_duration.labels(route, method).observe_tally(tally)
             self.http_requests.labels(route, method, str(status)).inc(tally.count)
-        calls, self._openim_calls = self._openim_calls, {}
+        calls, self._openim_calls = self._openim_calls, defaultdict(_Tally)
         for route, tally in calls.items():
             self.openim_duration.labels(route).observe_tally(tally)
 
