@@ -26,7 +26,6 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from multidict import CIMultiDict
 
 from . import errors
 from .admin_token import ADMIN_TOKENS
@@ -177,22 +176,25 @@ async def forward(request: web.Request, caller: Caller, route: Route, body: byte
         return await _relay(request, route, answer, exchange)
 
 
-def _upstream_headers(request: web.Request, token: str, trusted: Sequence[Network]) -> CIMultiDict[str]:
+def _upstream_headers(request: web.Request, token: str, trusted: Sequence[Network]) -> list[tuple[str, str]]:
     dropped = NOT_FORWARDED
     if "Connection" in request.headers:  # and the fields it names, hop-by-hop too
         named = {name.strip().lower() for value in request.headers.getall("Connection") for name in value.split(",")}
         dropped = dropped | named
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in request.headers.items():
-        lower = name.lower()
-        if lower not in dropped and not lower.startswith("proxy-"):
-            headers.add(name, value)
+    # The pool writes these pairs as they are: no mapping is built only to be read once.
+    headers = [
+        (name, value)
+        for name, value in request.headers.items()
+        if (lower := name.lower()) not in dropped and not lower.startswith("proxy-")
+    ]
     # All in NOT_FORWARDED, so none is there yet: added, not replaced.
-    headers.add("token", token)
-    headers.add("operationID", request[OPERATION_ID])
-    headers.add("Content-Type", "application/json")
-    headers.add("X-Forwarded-For", forwarded_for(request, trusted))
-    headers.add("X-Forwarded-Proto", request.scheme)
+    headers += [
+        ("token", token),
+        ("operationID", request[OPERATION_ID]),
+        ("Content-Type", "application/json"),
+        ("X-Forwarded-For", forwarded_for(request, trusted)),
+        ("X-Forwarded-Proto", request.scheme),
+    ]
     return headers
 
 

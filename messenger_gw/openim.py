@@ -210,7 +210,9 @@ class Exchange:
 
     __slots__ = ("_answer", "_client", "_deadline", "_headers", "_path", "_payload", "_started", "_target")
 
-    def __init__(self, client: OpenIMClient, path: str, payload: bytes, headers: Mapping[str, str], query: str) -> None:
+    def __init__(
+        self, client: OpenIMClient, path: str, payload: bytes, headers: Sequence[tuple[str, str]], query: str
+    ) -> None:
         self._client = client
         self._path = path
         self._target = client.base_path + path + (f"?{query}" if query else "")
@@ -299,14 +301,14 @@ class OpenIMClient:
 
     async def call(self, path: str, body: Mapping[str, Any], *, operation_id: str, token: str | None = None) -> Any:
         """POST ``body`` to ``path``; return the envelope's ``data`` (None when absent)."""
-        headers = {"operationID": operation_id, "Content-Type": "application/json"}
+        headers = [("operationID", operation_id), ("Content-Type", "application/json")]
         if token is not None:
-            headers["token"] = token
+            headers.append(("token", token))
         exchange = self.exchange(path, orjson.dumps(body), headers)
         async with exchange as answer:
             return _parse_envelope(answer.status, await exchange.read(-1))
 
-    def exchange(self, path: str, payload: bytes, headers: Mapping[str, str], *, query: str = "") -> Exchange:
+    def exchange(self, path: str, payload: bytes, headers: Sequence[tuple[str, str]], *, query: str = "") -> Exchange:
         """One POST to OpenIM, its answer open for reading; both :meth:`call` and the /im proxy use it.
 
         Transport failures, in sending or in reading the answer, become

@@ -42,7 +42,7 @@ import collections
 import socket
 import ssl
 import zlib
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -111,9 +111,10 @@ class UpstreamPool:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed = False
 
-    async def request(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Answer:
-        """Send one request; return its answer once the status line and headers are in."""
-        fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    async def request(self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes) -> Answer:
+        """Send one request with ``headers`` (name and value pairs); return its answer once the status
+        line and headers are in."""
+        fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
         if fields.count("\n") != len(headers) or fields.count("\r") != len(headers):
             raise ValueError("a header name or value holds CR or LF")
         if " " in target or not target.isprintable():

@@ -23,7 +23,7 @@ from messenger_gw.upstream import ConnectError, ConnectTimeout, PoolState, Upstr
 from .conftest import LOOPBACK, free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-HEADERS = {"operationID": "op-1", "Content-Type": "application/json"}
+HEADERS = [("operationID", "op-1"), ("Content-Type", "application/json")]
 
 
 class RawServer:
@@ -394,10 +394,10 @@ async def test_a_line_break_in_a_header_or_the_target_is_refused_before_anything
     pool = pools(server.url)
     for value in ("a\r\nX-Injected: 1", "a\nb", "a\rb"):
         with pytest.raises(ValueError, match="CR or LF"):
-            await pool.request("POST", "/x", {"token": value}, b"")
+            await pool.request("POST", "/x", [("token", value)], b"")
     for target in ("/x HTTP/1.1\r\nX-Injected: 1\r\n\r\nPOST /y", "/x y", "/x\ty"):
         with pytest.raises(ValueError, match="request target"):
-            await pool.request("POST", target, {}, b"")
+            await pool.request("POST", target, [], b"")
     assert server.connections == 0
 
 
