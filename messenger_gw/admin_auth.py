@@ -16,7 +16,7 @@ import hmac
 from aiohttp import web
 
 from . import errors
-from .authentication import Unauthenticated
+from .authentication import Unauthenticated, bearer_token
 from .jwt_auth import JWTRejected, JWTVerifier
 from .metrics import Metrics
 from .settings import AdminSettings
@@ -49,10 +49,9 @@ class AdminAuthenticator:
         headers = request.headers
         if "Signature-Input" in headers or "Signature" in headers:
             raise Unauthenticated("admin_client_signature")
-        authorization = headers.get("Authorization", "")
-        if authorization[:7].lower() != "bearer " or not authorization[7:].strip():
+        credential = bearer_token(headers)
+        if not credential:
             raise Unauthenticated("admin_missing_credentials")
-        credential = authorization[7:].strip()
         digest = hashlib.sha256(credential.encode()).digest()
         named = None
         for key in self._settings.api_keys:  # every key compared: the time says nothing about which matched

@@ -56,11 +56,11 @@ class Authenticator:
             headers = request.headers
             if "Signature-Input" in headers or "Signature" in headers:
                 return await self._signed(request)
-            authorization = headers.get("Authorization", "")
-            if authorization[:7].lower() == "bearer ":
+            token = bearer_token(headers)
+            if token is not None:
                 if self.jwt_verifier is None or not allow_jwt:
                     raise Unauthenticated("jwt_disabled")
-                return self._bearer(authorization[7:].strip(), headers.get("X-Platform-ID"))
+                return self._bearer(token, headers.get("X-Platform-ID"))
             raise Unauthenticated("missing_credentials")
         except Unauthenticated as exc:
             self._metrics.auth_failures.labels(exc.reason).inc()
@@ -102,6 +102,12 @@ class Authenticator:
         except JWTRejected as exc:
             raise Unauthenticated(exc.reason) from None
         return Caller(identity.user_id, identity.platform_id, "jwt", jwt_id=identity.jwt_id)
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The credential of an ``Authorization: Bearer`` header (maybe empty); None without one."""
+    authorization = headers.get("Authorization", "")
+    return authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
 
 
 _NAMING_THE_TARGET = frozenset({"@authority", "@scheme", "@target-uri"})
