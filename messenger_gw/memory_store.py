@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from .store import Message, PendingEntry, Store, StoreError, StreamEntry, Subscription
 
 _V = TypeVar("_V", bytes, dict[str, bytes], list[StreamEntry])
+
+
+@dataclasses.dataclass
+class _Group:
+    """A consumer group: the last entry delivered, and each pending entry's consumer, delivery time and count."""
+
+    last_delivered: tuple[int, int] = (0, 0)
+    pending: dict[str, tuple[str, float, int]] = dataclasses.field(default_factory=dict)
 
 
 class MemoryStore(Store):
@@ -27,8 +36,7 @@ class MemoryStore(Store):
         self._expires: dict[str, float] = {}
         self._last_id = (0, 0)
         self._subscribers: dict[str, set[asyncio.Queue[Message]]] = {}
-        # (stream, group) -> [last delivered ID, {entry ID: (consumer, delivered at, deliveries)}]
-        self._groups: dict[tuple[str, str], list[Any]] = {}
+        self._groups: dict[tuple[str, str], _Group] = {}
         self._appended = asyncio.Event()
         self._closed = False
 
@@ -130,13 +138,13 @@ class MemoryStore(Store):
     async def ensure_group(self, stream: str, group: str) -> None:
         if self._lookup(stream, list) is None:
             self._data[stream] = []
-        self._groups.setdefault((stream, group), [(0, 0), {}])
+        self._groups.setdefault((stream, group), _Group())
 
     async def read_group(
         self, stream: str, group: str, consumer: str, *, count: int, block: float | None = None
     ) -> list[StreamEntry]:
         state = self._group(stream, group)
-        fresh = [e for e in self._lookup(stream, list) or [] if _parse_id(e.id) > state[0]][:count]
+        fresh = [e for e in self._lookup(stream, list) or [] if _parse_id(e.id) > state.last_delivered][:count]
         if not fresh and block:
             appended = self._appended
             with contextlib.suppress(TimeoutError):
@@ -144,19 +152,19 @@ class MemoryStore(Store):
             return await self.read_group(stream, group, consumer, count=count)
         now = self._clock()
         for entry in fresh:
-            state[0] = _parse_id(entry.id)
-            state[1][entry.id] = (consumer, now, 1)
+            state.last_delivered = _parse_id(entry.id)
+            state.pending[entry.id] = (consumer, now, 1)
         return fresh
 
     async def ack(self, stream: str, group: str, *ids: str) -> int:
-        pending = self._group(stream, group)[1]
+        pending = self._group(stream, group).pending
         return sum(1 for entry_id in ids if pending.pop(entry_id, None) is not None)
 
     async def pending(self, stream: str, group: str, *, min_idle: float, count: int) -> list[PendingEntry]:
         now = self._clock()
         found = [
             PendingEntry(entry_id, consumer, now - at, deliveries)
-            for entry_id, (consumer, at, deliveries) in self._group(stream, group)[1].items()
+            for entry_id, (consumer, at, deliveries) in self._group(stream, group).pending.items()
             if now - at >= min_idle
         ]
         return sorted(found, key=lambda p: _parse_id(p.id))[:count]
@@ -164,7 +172,7 @@ class MemoryStore(Store):
     async def claim(
         self, stream: str, group: str, consumer: str, ids: Sequence[str], *, min_idle: float
     ) -> list[StreamEntry]:
-        pending = self._group(stream, group)[1]
+        pending = self._group(stream, group).pending
         entries = {e.id: e for e in self._lookup(stream, list) or []}
         now, claimed = self._clock(), []
         for entry_id in ids:
@@ -177,7 +185,7 @@ class MemoryStore(Store):
             claimed.append(entries[entry_id])
         return claimed
 
-    def _group(self, stream: str, group: str) -> list[Any]:
+    def _group(self, stream: str, group: str) -> _Group:
         self._check_open()
         state = self._groups.get((stream, group))
         if state is None:
