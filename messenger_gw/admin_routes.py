@@ -166,6 +166,19 @@ def _list(data: Any, name: str) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _count(data: Any, name: str) -> int:
+    value = data.get(name) if isinstance(data, dict) else None
+    return value if isinstance(value, int) else 0
+
+
+def _whole_number(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    """``body[name]`` when it is a whole number from ``low`` to ``high``; None when absent."""
+    value = body.get(name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high):
+        raise errors.InvalidField(f"{name} must be a whole number from {low} to {high}")
+    return value
+
+
 # -- groups --------------------------------------------------------------------------------------------
 
 
@@ -176,7 +189,7 @@ async def list_groups(request: web.Request) -> web.Response:
         "groupID": request.query.get("groupID", ""),
     }
     data = await _openim(request, "/group/get_groups", body)
-    return _json({"total": data.get("total", 0) if isinstance(data, dict) else 0, "groups": _list(data, "groups")})
+    return _json({"total": _count(data, "total"), "groups": _list(data, "groups")})
 
 
 async def group_info(request: web.Request) -> web.Response:
@@ -190,7 +203,7 @@ async def group_info(request: web.Request) -> web.Response:
 async def group_members(request: web.Request) -> web.Response:
     body = {"groupID": request.match_info["groupID"], "pagination": _page(request), "filter": 0, "keyword": ""}
     data = await _openim(request, "/group/get_group_member_list", body)
-    return _json({"total": data.get("total", 0) if isinstance(data, dict) else 0, "members": _list(data, "members")})
+    return _json({"total": _count(data, "total"), "members": _list(data, "members")})
 
 
 async def dismiss_group(request: web.Request) -> web.Response:
@@ -232,8 +245,8 @@ async def unmute_group(request: web.Request) -> web.Response:
 
 async def mute_member(request: web.Request) -> web.Response:
     body = await _body(request)
-    seconds = body.get("seconds")
-    if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= 366 * 86400:
+    seconds = _whole_number(body, "seconds", 1, 366 * 86400)
+    if seconds is None:
         raise errors.InvalidField("seconds must be a whole number from 1 to 31622400")
     group_id, user_id = request.match_info["groupID"], _user_id(request)
     request[AUDIT].target = f"{group_id}:{user_id}"
@@ -265,8 +278,7 @@ async def search_messages(request: web.Request) -> web.Response:
         "pagination": _page(request),
     }
     data = await _openim(request, "/msg/search_msg", body)
-    total = data.get("chatLogsNum", 0) if isinstance(data, dict) else 0
-    return _json({"total": total, "messages": _list(data, "chatLogs")})
+    return _json({"total": _count(data, "chatLogsNum"), "messages": _list(data, "chatLogs")})
 
 
 def _conversation_and_seqs(body: dict[str, Any], *, many: bool) -> tuple[str, list[int]]:
@@ -337,11 +349,7 @@ async def force_logout(request: web.Request) -> web.Response:
 
 async def ban_user(request: web.Request) -> web.Response:
     body = await _body(request)
-    expires_in = body.get("expiresInSeconds")
-    if expires_in is not None and (
-        not isinstance(expires_in, int) or isinstance(expires_in, bool) or not 60 <= expires_in <= 10 * 366 * 86400
-    ):
-        raise errors.InvalidField("expiresInSeconds, when given, must be a whole number from 60 to 316224000")
+    expires_in = _whole_number(body, "expiresInSeconds", 60, 10 * 366 * 86400)
     entry = request[AUDIT]
     report = await request.config_dict[MODERATION].ban(
         _user_id(request),
