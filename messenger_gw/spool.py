@@ -46,10 +46,11 @@ class Spool:
             fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
+                written = os.fstat(fd)
                 # The replayer may have moved the file aside between our open and our lock.
-                if os.fstat(fd).st_ino != _inode(self._path):
+                if written.st_ino != _inode(self._path):
                     continue
-                if os.fstat(fd).st_size + len(line) > self._max_bytes:
+                if written.st_size + len(line) > self._max_bytes:
                     raise SpoolFull(f"spool {self._path} is full")
                 os.write(fd, line)
                 os.fsync(fd)
