@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import orjson
@@ -55,6 +56,14 @@ def _strs(body: dict[str, Any], name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+_READERS: dict[str, Callable[[dict[str, Any], str], Any]] = {"str": _str, "int": _int, "tuple[str, ...]": _strs}
+
+
+def wire(name: str, default: Any) -> Any:
+    """A model field read from the body's ``name`` by :meth:`Event.parse`, with the reader its type names."""
+    return dataclasses.field(default=default, metadata={"wire": name})
+
+
 @dataclasses.dataclass(frozen=True)
 class Event:
     """A callback: its command and its body as received."""
@@ -65,7 +74,13 @@ class Event:
 
     @classmethod
     def parse(cls, command: str, body: dict[str, Any]) -> Event:
-        return cls(command, body)
+        """The model with each :func:`wire` field read from the body by its type's reader."""
+        values = {
+            field.name: _READERS[str(field.type)](body, field.metadata["wire"])
+            for field in dataclasses.fields(cls)
+            if "wire" in field.metadata
+        }
+        return cls(command, body, **values)
 
     @property
     def key(self) -> str:
@@ -89,34 +104,17 @@ class Event:
 class MessageEvent(Event):
     """before/afterSendSingleMsg, before/afterSendGroupMsg, beforeMsgModify."""
 
-    send_id: str = ""
-    recv_id: str = ""
-    group_id: str = ""
-    server_msg_id: str = ""
-    client_msg_id: str = ""
-    sender_platform_id: int = 0
-    session_type: int = 0
-    content_type: int = 0
-    content: str = ""  # the content as a JSON string, not base64
-    send_time: int = 0
+    send_id: str = wire("sendID", "")
+    recv_id: str = wire("recvID", "")
+    group_id: str = wire("groupID", "")
+    server_msg_id: str = wire("serverMsgID", "")
+    client_msg_id: str = wire("clientMsgID", "")
+    sender_platform_id: int = wire("senderPlatformID", 0)
+    session_type: int = wire("sessionType", 0)
+    content_type: int = wire("contentType", 0)
+    content: str = wire("content", "")  # the content as a JSON string, not base64
+    send_time: int = wire("sendTime", 0)
     identity_fields: ClassVar[tuple[str, ...]] = ("serverMsgID", "clientMsgID", "operationID")
-
-    @classmethod
-    def parse(cls, command: str, body: dict[str, Any]) -> Event:
-        return cls(
-            command,
-            body,
-            send_id=_str(body, "sendID"),
-            recv_id=_str(body, "recvID"),
-            group_id=_str(body, "groupID"),
-            server_msg_id=_str(body, "serverMsgID"),
-            client_msg_id=_str(body, "clientMsgID"),
-            sender_platform_id=_int(body, "senderPlatformID"),
-            session_type=_int(body, "sessionType"),
-            content_type=_int(body, "contentType"),
-            content=_str(body, "content"),
-            send_time=_int(body, "sendTime"),
-        )
 
     @property
     def users(self) -> tuple[str, ...]:
@@ -141,19 +139,9 @@ class MessageEvent(Event):
 class RevokeEvent(Event):
     """afterRevokeMsg, sent as ``callbackBeforeAfterMsgCommand``."""
 
-    conversation_id: str = ""
-    seq: int = 0
-    user_id: str = ""
-
-    @classmethod
-    def parse(cls, command: str, body: dict[str, Any]) -> Event:
-        return cls(
-            command,
-            body,
-            conversation_id=_str(body, "conversationID"),
-            seq=_int(body, "seq"),
-            user_id=_str(body, "userID"),
-        )
+    conversation_id: str = wire("conversationID", "")
+    seq: int = wire("seq", 0)
+    user_id: str = wire("userID", "")
 
     @property
     def key(self) -> str:
@@ -194,19 +182,9 @@ class GroupCreateEvent(Event):
 class GroupKickEvent(Event):
     """afterKickGroupMember."""
 
-    group_id: str = ""
-    kicked_user_ids: tuple[str, ...] = ()
-    reason: str = ""
-
-    @classmethod
-    def parse(cls, command: str, body: dict[str, Any]) -> Event:
-        return cls(
-            command,
-            body,
-            group_id=_str(body, "groupID"),
-            kicked_user_ids=_strs(body, "kickedUserIDs"),
-            reason=_str(body, "reason"),
-        )
+    group_id: str = wire("groupID", "")
+    kicked_user_ids: tuple[str, ...] = wire("kickedUserIDs", ())
+    reason: str = wire("reason", "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,15 +257,9 @@ class UserRegisterEvent(Event):
 class UserStatusEvent(Event):
     """afterUserOnline / afterUserOffline / afterUserKickOff (``connID`` is always empty)."""
 
-    user_id: str = ""
-    platform_id: int = 0
-    seq: int = 0  # the time in ms
-
-    @classmethod
-    def parse(cls, command: str, body: dict[str, Any]) -> Event:
-        return cls(
-            command, body, user_id=_str(body, "userID"), platform_id=_int(body, "platformID"), seq=_int(body, "seq")
-        )
+    user_id: str = wire("userID", "")
+    platform_id: int = wire("platformID", 0)
+    seq: int = wire("seq", 0)  # the time in ms
 
     @property
     def key(self) -> str:
