@@ -6,12 +6,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest system-packages bench clean
+.PHONY: run test lint typecheck pytest system-packages node-packages bench clean
+
+# The official OpenIM JavaScript SDK the scenario tests drive: a test dependency only (GPL-3.0).
+SDK_TESTS := tests/openim-sdk
 
 run: $(VENV)/.installed
 	$(BIN)/messenger-gw dev
 
-test: $(VENV)/.installed-dev system-packages lint typecheck pytest
+test: $(VENV)/.installed-dev system-packages node-packages lint typecheck pytest
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check messenger_gw tests bench
@@ -20,11 +23,17 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-dev system-packages
+pytest: $(VENV)/.installed-dev system-packages node-packages
 	$(BIN)/pytest
 
 system-packages:
-	scripts/ensure-system-packages redis-server:redis-server nginx:nginx
+	scripts/ensure-system-packages redis-server:redis-server nginx:nginx node:nodejs npm:npm
+
+node-packages: $(SDK_TESTS)/node_modules/.package-lock.json
+
+# npm ci again whenever the lock file changes (npm writes node_modules/.package-lock.json).
+$(SDK_TESTS)/node_modules/.package-lock.json: $(SDK_TESTS)/package-lock.json | system-packages
+	cd $(SDK_TESTS) && npm ci --no-audit --no-fund
 
 # Throughput and latency of the /im chain against a bare proxy, on loopback (see docs/performance.md).
 bench: $(VENV)/.installed-dev
@@ -44,4 +53,4 @@ $(VENV)/.installed-dev: $(BIN)/python setup.cfg pyproject.toml
 	touch $@ $(VENV)/.installed
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(SDK_TESTS)/node_modules
