@@ -72,13 +72,16 @@ class Authenticator:
         return Unauthenticated(reason)
 
     async def _signed(self, request: web.Request) -> Caller:
-        headers = request.headers
+        # A field sent as several lines is read whole (RFC 9651 section 4.2), as a covered header
+        # field is: an intermediary may have added its own signature on a line of its own
+        # (RFC 9421 section 4.3). The same label on two lines is a duplicate key, refused.
+        fields = _JoinedHeaders(request)
         try:
-            candidates = signatures.parse(headers.get("Signature-Input"), headers.get("Signature"))
+            candidates = signatures.parse(fields.get("signature-input"), fields.get("signature"))
             signature, session = await self._first_known(candidates)
             signature.check(self._clock())
-            signature.verify(_message(request, signature.components), session.key)
-            signatures.check_content_digest(headers.get("Content-Digest"), await request.read())
+            signature.verify(_message(request, signature.components, fields), session.key)
+            signatures.check_content_digest(fields.get("content-digest"), await request.read())
         except signatures.SignatureRejected as exc:
             raise Unauthenticated(exc.reason) from None
         # Last, so a forged request cannot burn a nonce the real client will use.
@@ -113,21 +116,25 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 _NAMING_THE_TARGET = frozenset({"@authority", "@scheme", "@target-uri"})
 
 
-def _message(request: web.Request, components: Sequence[str]) -> signatures.Message:
+def _message(request: web.Request, components: Sequence[str], fields: _JoinedHeaders) -> signatures.Message:
     path, _, query = request.raw_path.partition("?")
     names_target = not _NAMING_THE_TARGET.isdisjoint(components)  # usually not: host and scheme go unread
     return signatures.Message(
         method=request.method,
         path=path,
         query=query,
-        headers=_JoinedHeaders(request),
+        headers=fields,
         authority=request.host if names_target else "",
         scheme=request.scheme if names_target else "http",
     )
 
 
 class _JoinedHeaders(Mapping[str, str]):
-    """A request's header fields by lower-case name, repeated lines joined with ", "."""
+    """A request's header fields by lower-case name, each line stripped, repeated lines joined with ", ".
+
+    One rule for the signature fields themselves and for the header fields a signature covers
+    (RFC 9421 section 2.1, RFC 9110 section 5.3).
+    """
 
     def __init__(self, request: web.Request) -> None:
         self._headers = request.headers

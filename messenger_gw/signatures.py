@@ -2,7 +2,12 @@
 
 Pure functions, no I/O: :func:`sign` for clients, :func:`parse` and
 :meth:`ParsedSignature.verify` for the gateway. Structured fields are parsed
-and serialised with ``http_sf`` (RFC 8941/9651), never by hand.
+and serialised with ``http_sf`` (RFC 8941/9651), with one exception: a fast
+path reads the canonical form of a single signature with two strict patterns
+and leaves anything else to ``http_sf`` (see ``_parse_canonical``). Both read
+a field's whole value: the caller joins its field lines first (RFC 9651
+section 4.2), and a joined value holding several signatures never matches the
+fast path's patterns.
 
 The gateway's profile: every signature covers at least ``@method``,
 ``@path``, ``@query`` and ``content-digest`` and carries ``keyid`` (the
@@ -226,7 +231,11 @@ def _check_components(names: list[str], params: dict[str, Any]) -> None:
 
 
 def parse(signature_input: str | None, signature: str | None) -> list[ParsedSignature]:
-    """Every signature in the two headers, in ``Signature-Input`` order."""
+    """Every signature in the two fields, in ``Signature-Input`` order.
+
+    Each argument is the field's whole value: its field lines joined with ``", "``. A label
+    given twice (on one line or on two) is refused as ``unparsable``.
+    """
     if not signature_input or not signature:
         raise SignatureRejected("missing_headers")
     if len(signature_input) > MAX_HEADER_LENGTH or len(signature) > MAX_HEADER_LENGTH:

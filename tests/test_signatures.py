@@ -293,3 +293,30 @@ def test_what_sign_sends_is_read_by_the_sdk_pattern_as_http_sf_reads_it() -> Non
         slow.base(msg),
     )
     fast.verify(msg, KEY)
+
+
+@pytest.mark.parametrize(("signature_input", "signature"), CANONICAL)
+def test_a_signature_joined_with_another_field_line_reads_as_it_does_alone(
+    signature_input: str, signature: str
+) -> None:
+    """Field lines joined with ", " (RFC 9651 section 4.2) leave the fast path: http_sf reads each signature
+    as the fast path reads it alone."""
+    other_input, other_signature = 'proxy=("@method" "@authority");keyid="hop";created=1', "proxy=:AAAA:"
+    for joined in ((f"{signature_input}, {other_input}", f"{signature}, {other_signature}"),
+                   (f"{other_input}, {signature_input}", f"{other_signature}, {signature}")):  # fmt: skip
+        assert signatures._parse_canonical(*joined) is None
+        by_label = {parsed.label: parsed for parsed in signatures.parse(*joined)}
+        [alone] = signatures._parse_canonical(signature_input, signature) or []
+        read = by_label[alone.label]
+        assert (read.components, read.params, read.signature) == (alone.components, alone.params, alone.signature)
+        msg = message(headers={"content-digest": "d", "x-app": "v"})
+        if set(alone.components) <= {"@method", "@path", "@query", "content-digest", "x-app"}:
+            assert read.base(msg) == alone.base(msg)
+
+
+def test_a_label_repeated_on_a_second_field_line_is_refused() -> None:
+    headers = signed(message())
+    with rejected("unparsable"):
+        signatures.parse(f"{headers['Signature-Input']}, {headers['Signature-Input']}", headers["Signature"])
+    with rejected("unparsable"):
+        signatures.parse(headers["Signature-Input"], f"{headers['Signature']}, {headers['Signature']}")
