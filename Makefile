@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest system-packages node-packages bench clean
+.PHONY: run test lint typecheck pytest fuzz system-packages node-packages bench clean
 
 # The official OpenIM JavaScript SDK the scenario tests drive: a test dependency only (GPL-3.0).
 SDK_TESTS := tests/openim-sdk
@@ -25,6 +25,11 @@ typecheck: $(VENV)/.installed-dev
 
 pytest: $(VENV)/.installed-dev system-packages node-packages
 	$(BIN)/pytest
+
+# The property tests (tests/properties) with many more examples than `make test` runs; what they
+# find is kept under .hypothesis/ and tried first the next time.
+fuzz: $(VENV)/.installed-dev system-packages
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/properties
 
 system-packages:
 	scripts/ensure-system-packages redis-server:redis-server nginx:nginx node:nodejs npm:npm
@@ -53,4 +58,4 @@ $(VENV)/.installed-dev: $(BIN)/python setup.cfg pyproject.toml
 	touch $@ $(VENV)/.installed
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(SDK_TESTS)/node_modules
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis $(SDK_TESTS)/node_modules
