@@ -271,7 +271,9 @@ class Exchange:
             error = failure
         if isinstance(error, OpenIMError):
             errcode = error.errcode if isinstance(error, OpenIMAPIError) else None
-            client.metrics.openim_failed(path, error.kind, errcode)
+            # A transport failure is counted by what the pool saw: connect, timeout, or the rule an answer broke.
+            kind = failure.kind if isinstance(failure, upstream.UpstreamError) else error.kind
+            client.metrics.openim_failed(path, kind, errcode)
         if error is not exc:
             assert error is not None
             raise error from exc

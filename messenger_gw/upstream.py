@@ -31,8 +31,13 @@ Errors, all :class:`UpstreamError`:
 
 * ConnectError - no connection could be made; nothing was sent.
 * ConnectTimeout - no connection within the pool or connect timeout; nothing was sent.
+* AnswerRefused - the answer breaks a rule the pool keeps; its ``kind`` names the
+  rule: ``upgrade`` (a 101: nothing asks to switch protocols).
 * UpstreamError itself - the connection failed or closed before the answer was
   complete, or the answer is not HTTP/1.1 the pool can read.
+
+Every error's ``kind`` is the label it is counted under (``openim.py``). The
+connection an error happened on is dropped, never handed out again.
 """
 
 from __future__ import annotations
@@ -62,13 +67,23 @@ class PoolState(NamedTuple):
 class UpstreamError(Exception):
     """The call failed in transport: see the module's docstring for the subclasses."""
 
+    kind = "unavailable"  # the ``kind`` label the failure is counted under: one of a fixed few
+
 
 class ConnectError(UpstreamError):
-    pass
+    kind = "connect"
 
 
 class ConnectTimeout(UpstreamError):
-    pass
+    kind = "timeout"
+
+
+class AnswerRefused(UpstreamError):
+    """The answer is one the pool does not read: ``kind`` says which rule it broke."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class UpstreamPool:
@@ -395,6 +410,11 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:  # a callback below refused the answer
+            refusal = exc.__context__
+            if not isinstance(refusal, UpstreamError):
+                raise
+            self._fail(refusal)
         except httptools.HttpParserError as exc:
             self._failed(f"sent an answer that is not HTTP/1.1 ({exc})")
 
@@ -431,6 +451,8 @@ class _Connection(asyncio.Protocol):
             self._failed("sent an answer nothing asked for")
             return
         answer.status = self._parser.get_status_code()
+        if answer.status == 101:  # nothing asked to switch protocols: llhttp would stop parsing here
+            raise AnswerRefused("upgrade", f"{self._pool.origin} switched protocols (101) unasked")
         if answer.status < 200:  # 1xx: an interim answer, the real one follows
             return
         if answer.status in (204, 304):
@@ -457,7 +479,11 @@ class _Connection(asyncio.Protocol):
             self.abort()
 
     def _failed(self, what: str) -> None:
+        self._fail(UpstreamError(f"{self._pool.origin} {what}"))
+
+    def _fail(self, error: UpstreamError) -> None:
+        """The answer cannot be read: its caller gets ``error`` and the connection is dropped."""
         answer, self._answer = self._answer, None
         if answer is not None:
-            answer._fail(UpstreamError(f"{self._pool.origin} {what}"))
+            answer._fail(error)
         self.abort()

@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import gzip
 import ipaddress
+import logging
 import socket
 import ssl
 import zlib
@@ -227,6 +228,54 @@ async def test_an_answer_that_cannot_be_read_is_an_upstream_error_and_its_connec
     with pytest.raises(UpstreamError, match=error):  # the slot came back: a second call is not stuck
         await body_of(pool)
     assert server.connections == 2
+
+
+def refusing_first(answer: bytes) -> Handler:
+    """Answer the first connection's request with ``answer``, every later connection's with ``ok(b"fine")``."""
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_request(reader)
+        writer.write(answer if connections == 1 else ok(b"fine"))
+        await reader.read()  # until the pool drops the connection
+
+    return handler
+
+
+async def refused(pool: UpstreamPool, server: RawServer, kind: str) -> UpstreamError:
+    """The first call's answer is refused as ``kind``; its connection is dropped, and its slot serves the next call."""
+    with pytest.raises(UpstreamError) as refusal:
+        async with asyncio.timeout(5):
+            await body_of(pool)
+    assert refusal.value.kind == kind
+    assert pool.state() == PoolState(open=0, idle=0, waiting=0)
+    assert await body_of(pool) == b"fine"
+    assert server.connections == 2
+    assert pool.state() == PoolState(open=1, idle=1, waiting=0)
+    return refusal.value
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x05hello",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
+    ],
+    ids=["101", "100-then-101"],
+)
+async def test_a_101_answer_is_refused_as_an_upstream_error_without_a_fatal_protocol_error(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+    pools: Callable[..., UpstreamPool],
+    caplog: pytest.LogCaptureFixture,
+    answer: bytes,
+) -> None:
+    server = await serve(refusing_first(answer))
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        refusal = await refused(pools(server.url, max_connections=1), server, "upgrade")
+    assert "switched protocols (101)" in str(refusal)
+    assert [record.getMessage() for record in caplog.records if record.name == "asyncio"] == []
 
 
 async def test_a_refused_connection_is_a_connect_error(pools: Callable[..., UpstreamPool]) -> None:
