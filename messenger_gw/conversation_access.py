@@ -40,6 +40,16 @@ def single_chat_pairs(rest: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def single_chat_peers(user_id: str, conversation_id: str) -> set[str]:
+    """Whom ``user_id`` talks to in a single chat (``si_``/``sn_``, or its ``n_`` side); nobody in any other."""
+    prefix, _, rest = conversation_id.partition("_")
+    if prefix == "n":
+        return single_chat_peers(user_id, rest)
+    if prefix not in ("si", "sn"):
+        return set()
+    return {high if low == user_id else low for low, high in single_chat_pairs(rest) if user_id in (low, high)}
+
+
 class ConversationAccess:
     def __init__(self, openim: OpenIMClient, admin_tokens: AdminTokenManager) -> None:
         self._openim = openim

@@ -114,7 +114,7 @@ async def apply_route_policy(request: web.Request, caller: Caller) -> tuple[Rout
     raw = await request.read()
     empty = errors.is_blank(raw)
     body = {} if empty else errors.parse_json_object(raw)
-    changed = route.apply(body, caller.user_id, caller.platform_id)
+    route.apply(body, caller.user_id, caller.platform_id)
     if route.conversations or route.groups:
         access, operation_id = config[CONVERSATION_ACCESS], request[OPERATION_ID]
         for conversation_id in route.named_conversations(body):
@@ -123,7 +123,7 @@ async def apply_route_policy(request: web.Request, caller: Caller) -> tuple[Rout
         for group_id in route.named_groups(body):
             if not await access.is_member(caller.user_id, group_id, operation_id):
                 raise NotAParty(f"Not a member of group {group_id}")
-    return route, orjson.dumps(body) if changed or empty else raw
+    return route, orjson.dumps(body) if empty or route.reads_body else raw
 
 
 async def resolve_im_token(request: web.Request, caller: Caller, route: Route) -> str:

@@ -6,7 +6,8 @@ at start-up; a mistake in it is a :class:`RouteTableError` naming the route.
 Body fields are matched the way OpenIM's Go decoder matches them: case-
 insensitively. ``{"userID": "me", "UserID": "victim"}`` would reach OpenIM as
 the victim, so an object holding two keys that differ only in case, for a
-field the table names, is refused outright.
+field the table names, is refused outright. Every rule reads its fields this
+one way, so no spelling of a refused field slips past.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from . import errors
+from .conversation_access import single_chat_peers
 
 PACKAGED_TABLE = "im_routes.toml"
 ANSWERS = frozenset({"self_user_info"})
@@ -35,6 +37,8 @@ ROUTE_KEYS = frozenset(
         "bind_each",
         "bind_platform",
         "allow",
+        "refuse",
+        "peer",
         "drop",
         "conversations",
         "groups",
@@ -138,7 +142,9 @@ class Route:
     fill: frozenset[str] = frozenset()
     bind_each: tuple[FieldPath, ...] = ()
     bind_platform: tuple[FieldPath, ...] = ()
-    allow: tuple[tuple[FieldPath, frozenset[object]], ...] = ()
+    allow: tuple[tuple[FieldPath, tuple[object, ...]], ...] = ()
+    refuse: tuple[tuple[FieldPath, tuple[object, ...]], ...] = ()
+    peer: tuple[tuple[FieldPath, FieldPath], ...] = ()
     drop: tuple[FieldPath, ...] = ()
     conversations: tuple[FieldPath, ...] = ()
     groups: tuple[FieldPath, ...] = ()
@@ -149,16 +155,23 @@ class Route:
         """The metric label for this route: bounded by the table."""
         return "/im" + self.path
 
-    def apply(self, body: dict[str, Any], user_id: str, platform_id: int) -> bool:
-        """Enforce and fill the caller's identity in ``body``; True if the body changed."""
-        changed = False
+    @property
+    def reads_body(self) -> bool:
+        """Whether a rule reads the body. Then OpenIM must get the body as the rules read it, re-encoded:
+        Go's decoder merges an object given twice under one key, where the rules saw only the last."""
+        return any(
+            (self.bind, self.bind_each, self.bind_platform, self.allow, self.refuse, self.peer, self.drop,
+             self.conversations, self.groups)
+        )  # fmt: skip
+
+    def apply(self, body: dict[str, Any], user_id: str, platform_id: int) -> None:
+        """Enforce the rules on ``body``, filling the caller's identity where it is absent."""
         for field in self.bind:
             for obj, name, key in field.slots(body):
                 value = obj.get(key) if key is not None else None
                 if value is None:
                     if field.text in self.fill and not field.has_lists:
                         obj[key or name] = user_id
-                        changed = True
                 elif not isinstance(value, str):
                     raise errors.InvalidField(f"{field.text} must be a string")
                 elif value != user_id:
@@ -168,7 +181,6 @@ class Route:
                 value = obj.get(key) if key is not None else None
                 if value is None:
                     obj[key or name] = [user_id]
-                    changed = True
                 elif not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise errors.InvalidField(f"{field.text} must be a list of userIDs")
                 elif any(v != user_id for v in value):
@@ -178,7 +190,6 @@ class Route:
                 value = obj.get(key) if key is not None else None
                 if value is None:
                     obj[key or name] = platform_id
-                    changed = True
                 elif value != platform_id or isinstance(value, bool):
                     raise FieldNamesAnotherUser(f"{field.text} must be the caller's platformID")
         for field, allowed in self.allow:
@@ -186,20 +197,37 @@ class Route:
             if not values:
                 raise errors.InvalidField(f"{field.text} is required")
             for value in values:
-                if isinstance(value, bool) or value not in allowed:
+                if not _among(value, allowed):
                     raise ValueNotAllowed(f"{field.text} {value!r} is not allowed on this route")
+        for field, refused in self.refuse:
+            for value in field.values(body):
+                if _among(value, refused):
+                    raise ValueNotAllowed(f"{field.text} {value!r} is not allowed on this route")
+        for field, conversation in self.peer:
+            named = [value for value in field.values(body) if value != ""]  # "" is absent to Go
+            if not named:
+                continue
+            conversation_ids = conversation.values(body)
+            if not all(isinstance(value, str) for value in named + conversation_ids):
+                raise errors.InvalidField(f"{field.text} and {conversation.text} must be strings")
+            peers = single_chat_peers(user_id, conversation_ids[0]) if conversation_ids else set()
+            if named[0] not in peers:
+                raise ValueNotAllowed(f"{field.text} must be the other party of {conversation.text}")
         for field in self.drop:
             for obj, _, key in field.slots(body):
                 if key is not None:
                     del obj[key]
-                    changed = True
-        return changed
 
     def named_conversations(self, body: dict[str, Any]) -> set[str]:
         return _strings(self.conversations, body)
 
     def named_groups(self, body: dict[str, Any]) -> set[str]:
         return _strings(self.groups, body)
+
+
+def _among(value: object, values: Sequence[object]) -> bool:
+    """``value`` is one of ``values`` as a typed JSON value: ``true`` is not ``1``, nor ``1.0``."""
+    return any(type(value) is type(v) and value == v for v in values)
 
 
 def _strings(fields: tuple[FieldPath, ...], body: dict[str, Any]) -> set[str]:
@@ -277,10 +305,21 @@ def _route(entry: dict[str, Any]) -> Route:
     fill = paths("fill")
     if not {f.text for f in fill} <= {b.text for b in bind}:
         raise ValueError("every fill field must also be a bind field")
-    allow_table = entry.get("allow", {})
-    if not isinstance(allow_table, dict) or not all(isinstance(v, list) and v for v in allow_table.values()):
-        raise ValueError("allow must map field paths to non-empty lists of values")
-    allow = tuple((FieldPath.parse(k), frozenset(v)) for k, v in allow_table.items())
+
+    def values(key: str) -> tuple[tuple[FieldPath, tuple[object, ...]], ...]:
+        table = entry.get(key, {})
+        if not isinstance(table, dict) or not all(
+            isinstance(v, list) and v and all(isinstance(x, str | int | float) for x in v) for v in table.values()
+        ):
+            raise ValueError(f"{key} must map field paths to non-empty lists of values")
+        return tuple((FieldPath.parse(k), tuple(v)) for k, v in table.items())
+
+    peer_table = entry.get("peer", {})
+    if not isinstance(peer_table, dict) or not all(isinstance(v, str) for v in peer_table.values()):
+        raise ValueError("peer must map a field path to the field path of its conversation ID")
+    peer = tuple((FieldPath.parse(k), FieldPath.parse(v)) for k, v in peer_table.items())
+    if any(f.has_lists or c.has_lists for f, c in peer):
+        raise ValueError("peer fields name one user and one conversation: no [] in their paths")
     answer = entry.get("answer")
     if answer is not None and answer not in ANSWERS:
         raise ValueError(f"answer must be one of {sorted(ANSWERS)}")
@@ -292,7 +331,9 @@ def _route(entry: dict[str, Any]) -> Route:
         fill=frozenset(f.text for f in fill),
         bind_each=paths("bind_each"),
         bind_platform=paths("bind_platform"),
-        allow=allow,
+        allow=values("allow"),
+        refuse=values("refuse"),
+        peer=peer,
         drop=paths("drop"),
         conversations=paths("conversations"),
         groups=paths("groups"),

@@ -198,6 +198,112 @@ async def test_a_bound_field_naming_another_user_is_403_and_never_forwarded(
     assert len(recorder.requests) == before
 
 
+async def test_a_member_cannot_erase_another_members_group_message_for_everyone(
+    gateway: Gateway, alice: GatewayClient, recorder: Recorder, sandbox: Sandbox
+) -> None:
+    async with gateway.client() as bob:  # bob owns the group, alice is a plain member
+        await bob.handshake(platform_id=5)
+        await bob.login({"userID": "bob", "code": GOOD_CODE})
+        created = await bob.call("/im/group/create_group", {"memberUserIDs": ["alice"], "groupInfo": {"groupType": 2}})
+        group_id = created["data"]["groupInfo"]["groupID"]
+        text = {"content": {"content": "mine"}, "contentType": 101, "sessionType": 3}
+        await bob.call("/im/msg/send_msg", text | {"groupID": group_id})
+    conversation = f"sg_{group_id}"
+    [message] = [m for m in sandbox.messages[conversation] if m["sendID"] == "bob"]
+    erase = {"conversationID": conversation, "seqs": [message["seq"]]}
+    for options in (
+        {"deleteSyncOpt": {"IsSyncOther": True}},
+        {"deleteSyncOpt": {"isSyncOther": True, "IsSyncSelf": True}},
+        {"DeleteSyncOpt": {"ISSYNCOTHER": True}},
+        {"deletesyncopt": {"I\u017fSyncOther": True}},  # the long s, which Go's decoder folds to s
+    ):
+        status, reply, _ = await im(alice, "/im/msg/delete_msgs", erase | options)
+        assert (status, reply["errCode"]) == (403, 40305), options
+    assert recorder.to("/msg/delete_msgs") == []
+    assert not message.get("deleted")
+    mine_only = erase | {"deleteSyncOpt": {"IsSyncSelf": True, "IsSyncOther": False}}
+    status, reply, _ = await im(alice, "/im/msg/delete_msgs", mine_only)
+    assert (status, reply["errCode"]) == (200, 0)
+    assert not message.get("deleted"), "still there for bob"
+    assert ("alice", conversation, message["seq"]) in sandbox.hidden
+
+
+@pytest.mark.parametrize("path", ["/msg/clear_conversation_msg", "/msg/user_clear_all_msg"])
+async def test_clearing_history_for_every_party_is_refused_and_for_oneself_forwarded(
+    alice: GatewayClient, recorder: Recorder, path: str
+) -> None:
+    async def cleared(request: web.Request) -> web.Response:  # the sandbox lacks these routes
+        return web.json_response({"errCode": 0, "errMsg": "", "errDlt": ""})
+
+    recorder.overrides[path] = cleared
+    own = {"conversationIDs": ["si_alice_bob"]}
+    for options in ({"IsSyncOther": True}, {"issyncother": True, "IsSyncSelf": True}):
+        status, reply, _ = await im(alice, "/im" + path, own | {"deleteSyncOpt": options})
+        assert (status, reply["errCode"]) == (403, 40305), options
+    assert recorder.to(path) == []
+    status, reply, _ = await im(alice, "/im" + path, own | {"deleteSyncOpt": {"IsSyncSelf": True}})
+    assert (status, reply["errCode"]) == (200, 0)
+    [sent] = recorder.to(path)
+    assert sent.json()["userID"] == "alice"
+    status, reply, _ = await im(alice, "/im" + path, {"userID": "bob"})
+    assert (status, reply["errCode"]) == (403, 40303)
+
+
+async def test_clearing_another_users_conversation_is_refused(alice: GatewayClient, recorder: Recorder) -> None:
+    body = {"conversationIDs": ["si_alice_bob", "si_bob_carol"]}
+    status, reply, _ = await im(alice, "/im/msg/clear_conversation_msg", body)
+    assert (status, reply["errCode"]) == (403, 40304)
+    assert recorder.to("/msg/clear_conversation_msg") == []
+
+
+async def test_set_conversations_writes_no_conversation_but_the_callers_and_the_peers(
+    alice: GatewayClient, recorder: Recorder, sandbox: Sandbox
+) -> None:
+    sandbox.add_user("bob", nickname="Bob")
+    sandbox.add_user("carol", nickname="Carol")
+    private = {"conversationID": "si_alice_bob", "conversationType": 1, "isPrivateChat": True}
+    for third in ({"userID": "carol"}, {"UserID": "carol"}, {"userID": "alice"}):
+        body = {"userIDs": ["alice"], "conversation": private | third}
+        status, reply, _ = await im(alice, "/im/conversation/set_conversations", body)
+        assert (status, reply["errCode"]) == (403, 40305), third
+    group = {"conversationID": "sg_team", "conversationType": 3, "groupID": "team", "userID": "carol"}
+    status, reply, _ = await im(alice, "/im/conversation/set_conversations", {"conversation": group})
+    assert (status, reply["errCode"]) == (403, 40305)
+    assert recorder.to("/conversation/set_conversations") == []
+    body = {"userIDs": ["alice"], "conversation": private | {"userID": "bob"}}
+    status, reply, _ = await im(alice, "/im/conversation/set_conversations", body)
+    assert (status, reply["errCode"]) == (200, 0)
+    [sent] = recorder.to("/conversation/set_conversations")
+    assert sent.json()["conversation"]["userID"] == "bob"
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "hidden"),
+    [
+        (
+            "/msg/delete_msgs",
+            b'{"userID":"alice","conversationID":"si_alice_bob","seqs":[1],'
+            b'"deleteSyncOpt":{"IsSyncOther":true},"deleteSyncOpt":{"IsSyncSelf":true}}',
+            b"IsSyncOther",
+        ),
+        (
+            "/conversation/set_conversations",
+            b'{"userIDs":["alice"],"conversation":{"conversationID":"si_alice_bob","userID":"carol",'
+            b'"isPrivateChat":true},"conversation":{"conversationID":"si_alice_bob"}}',
+            b"carol",
+        ),
+    ],
+)
+async def test_an_object_given_twice_reaches_openim_as_the_rules_read_it(
+    alice: GatewayClient, recorder: Recorder, path: str, raw: bytes, hidden: bytes
+) -> None:
+    # Go's decoder merges the two objects into one; the rules, like orjson, read the last alone.
+    await alice.request("POST", "/im" + path, raw)
+    [sent] = recorder.to(path)
+    assert hidden not in sent.body
+    assert sent.json() == orjson.loads(raw)
+
+
 async def test_keys_differing_only_in_case_are_refused(alice: GatewayClient, recorder: Recorder) -> None:
     before = len(recorder.requests)
     status, reply, _ = await im(alice, "/im/msg/pull_msg_by_seq", {"userID": "alice", "UserID": "bob", "seqRanges": []})
