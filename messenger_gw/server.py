@@ -27,6 +27,7 @@ from prometheus_client import multiprocess
 
 from . import __version__
 from .app import create_app
+from .edge import EdgeRunner
 from .health import DRAINING
 from .metrics import MULTIPROCESS_DIR
 from .sandbox import Sandbox, SandboxConfig, create_sandbox_app
@@ -94,8 +95,11 @@ def run_sandbox(listen: HostPort, config: SandboxConfig) -> None:
 async def serving(
     app: web.Application, listen: HostPort, *, shutdown_timeout: float, reuse_port: bool = False
 ) -> AsyncIterator[HostPort]:
-    """Serve ``app`` on ``listen``; yields the bound address (the real port when 0 was asked)."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    """Serve ``app`` on ``listen``; yields the bound address (the real port when 0 was asked).
+
+    Malformed HTTP is answered with the envelope as well (``EdgeRunner``).
+    """
+    runner = EdgeRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
         await web.TCPSite(runner, listen.host, listen.port, reuse_port=reuse_port or None).start()
