@@ -132,7 +132,7 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PROVISIONER] = Provisioner(
         bans, im_tokens, ws_url=settings.openim_ws_url, min_remaining=settings.login.im_token_min_remaining
     )
-    app[CONVERSATION_ACCESS] = ConversationAccess(app[OPENIM], app[ADMIN_TOKENS])
+    app[CONVERSATION_ACCESS] = ConversationAccess(app[OPENIM], app[ADMIN_TOKENS], app[INVALIDATION])
     app[auth_routes.HANDSHAKE_RATE_LIMIT] = RateLimit(store, "handshake", settings.handshake_rate_limit)
     async with aiohttp.ClientSession() as user_service:
         app[IDENTITY_VERIFIER] = _identity_verifier(settings, user_service)
@@ -159,7 +159,11 @@ async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         hooks, store, app[BANS], metrics=metrics, spool=Spool(hooks.spool_dir)
     )
     app[WEBHOOK_CONSUMER] = consumer = WebhookConsumer(
-        store, app[AUDIT_LOG], WordRules(hooks.flagged_words_file), metrics=metrics
+        store,
+        app[AUDIT_LOG],
+        WordRules(hooks.flagged_words_file),
+        metrics=metrics,
+        memberships=app[CONVERSATION_ACCESS],
     )
     async with replaying(receiver), consuming(consumer):
         yield

@@ -13,20 +13,41 @@ conversation ID's form:
 * ``n_<conversationID>``: the notification side of a conversation, same rule.
 
 Anything else is refused.
+
+What is remembered of a group's members is forgotten, on every replica
+(:mod:`messenger_gw.invalidation`), as soon as the membership may have
+changed: after the gateway's own group writes (the routes with
+``changes_members``) and on OpenIM's after-callbacks for kicks, quits, joins
+and dismissals (:meth:`ConversationAccess.forget_on`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+import time
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
 from .admin_token import AdminTokenManager
 from .cache import TTLCache
+from .invalidation import Invalidation
 from .openim import OpenIMClient
+from .webhook_models import Event, GroupDismissEvent, GroupKickEvent, GroupMemberEvent
 
 MEMBERSHIP_TTL = 10.0
+MEMBERSHIP_MAX = 100_000
 USER_EXISTS_TTL = 300.0
+INVALIDATION_KIND = "group_members"  # the subject is a group ID
+# OpenIM's after-callbacks that say who is in a group changed (contract, section 8.5).
+MEMBERSHIP_CALLBACKS = frozenset(
+    {
+        "callbackAfterKickGroupCommand",
+        "callbackAfterQuitGroupCommand",
+        "callbackAfterJoinGroupCommand",
+        "callbackAfterDisMissGroupCommand",
+    }
+)
 
 
 def single_chat_pairs(rest: str) -> list[tuple[str, str]]:
@@ -50,11 +71,65 @@ def single_chat_peers(user_id: str, conversation_id: str) -> set[str]:
     return {high if low == user_id else low for low, high in single_chat_pairs(rest) if user_id in (low, high)}
 
 
+Ticket = tuple[int, float]  # (order, monotonic time) of a question put to OpenIM
+
+
+class Memberships:
+    """Remembered answers to "is this user in this group?", forgotten a whole group at a time.
+
+    Forgetting must also beat a lookup already under way, asked of OpenIM before the change and
+    answered after it. Every question takes a ticket before it is asked, every drop takes one too,
+    and an answer whose ticket is older than its group's last drop (or the last clear) is not kept.
+    An answer lives ``ttl`` from when it was asked and a drop ``ttl`` from when it happened, so a
+    drop outlives every answer it overrules; a full table of drops is a clear, never an eviction.
+    """
+
+    def __init__(self, *, ttl: float, max_size: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._max_size = max_size
+        self._clock = clock
+        self._answers: TTLCache[tuple[str, str], tuple[int, bool]] = TTLCache(max_size=max_size, ttl=ttl, clock=clock)
+        self._drops: TTLCache[str, int] = TTLCache(max_size=max_size, ttl=ttl, clock=clock)
+        self._order = itertools.count()
+        self._cleared = -1
+
+    def ticket(self) -> Ticket:
+        return next(self._order), self._clock()
+
+    def get(self, group_id: str, user_id: str) -> bool | None:
+        entry = self._answers.get((group_id, user_id))
+        if entry is None or not self._current(group_id, entry[0]):
+            return None
+        return entry[1]
+
+    def put(self, group_id: str, user_id: str, member: bool, *, asked: Ticket) -> None:
+        order, at = asked
+        remaining = self._ttl - (self._clock() - at)
+        if remaining > 0 and self._current(group_id, order):
+            self._answers.put((group_id, user_id), (order, member), ttl=remaining)
+
+    def drop(self, group_id: str) -> None:
+        if len(self._drops) >= self._max_size:
+            self.clear()
+        self._drops.put(group_id, self.ticket()[0])
+
+    def clear(self) -> None:
+        self._cleared = self.ticket()[0]
+        self._answers.clear()
+        self._drops.clear()
+
+    def _current(self, group_id: str, order: int) -> bool:
+        dropped = self._drops.get(group_id)
+        return order > self._cleared and (dropped is None or order > dropped)
+
+
 class ConversationAccess:
-    def __init__(self, openim: OpenIMClient, admin_tokens: AdminTokenManager) -> None:
+    def __init__(self, openim: OpenIMClient, admin_tokens: AdminTokenManager, invalidation: Invalidation) -> None:
         self._openim = openim
         self._admin_tokens = admin_tokens
-        self._members: TTLCache[tuple[str, str], bool] = TTLCache(max_size=100_000, ttl=MEMBERSHIP_TTL)
+        self._invalidation = invalidation
+        self._members = Memberships(ttl=MEMBERSHIP_TTL, max_size=MEMBERSHIP_MAX)
+        invalidation.register(INVALIDATION_KIND, self._members)
         self._users: TTLCache[str, bool] = TTLCache(max_size=100_000, ttl=USER_EXISTS_TTL)
 
     async def may_read(self, user_id: str, conversation_id: str, operation_id: str) -> bool:
@@ -68,9 +143,10 @@ class ConversationAccess:
         return False
 
     async def is_member(self, user_id: str, group_id: str, operation_id: str) -> bool:
-        cached = self._members.get((group_id, user_id))
+        cached = self._members.get(group_id, user_id)
         if cached is not None:
             return cached
+        asked = self._members.ticket()
 
         async def members(admin: str) -> object:
             return await self._openim.call(
@@ -84,13 +160,22 @@ class ConversationAccess:
         found = isinstance(data, dict) and any(
             isinstance(m, dict) and m.get("userID") == user_id for m in data.get("members") or []
         )
-        self._members.put((group_id, user_id), found)
+        self._members.put(group_id, user_id, found, asked=asked)
         return found
 
-    def forget_members(self, group_id: str, user_ids: Iterable[str]) -> None:
-        """Drop remembered memberships (the caller just kicked, quit or dismissed)."""
-        for user_id in user_ids:
-            self._members.drop((group_id, user_id))
+    async def forget_groups(self, group_ids: Iterable[str]) -> None:
+        """Forget the members of these groups here at once, then on every replica (StoreError if unsent)."""
+        for group_id in group_ids:
+            await self._invalidation.publish(INVALIDATION_KIND, group_id)
+
+    async def forget_on(self, event: Event) -> None:
+        """Forget a group whose membership an OpenIM after-callback says changed."""
+        if (
+            event.command in MEMBERSHIP_CALLBACKS
+            and isinstance(event, GroupKickEvent | GroupMemberEvent | GroupDismissEvent)
+            and event.group_id
+        ):
+            await self.forget_groups([event.group_id])
 
     async def _is_party(self, user_id: str, rest: str, operation_id: str) -> bool:
         pairs = single_chat_pairs(rest)

@@ -39,6 +39,7 @@ from .openim import OPENIM, Exchange, OpenIMAPIError, OpenIMProtocolError, Token
 from .operation_id import OPERATION_ID
 from .route_policy import ROUTE_TABLE, NotAParty, Route, RouteNotFound
 from .settings import SETTINGS, Network
+from .store import StoreError
 from .upstream import Answer
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ REPLACED = frozenset(
      "x-forwarded-host", "x-real-ip", "forwarded"}
 )  # fmt: skip
 NOT_FORWARDED = HOP_BY_HOP | CLIENT_CREDENTIALS | REPLACED
+CHANGED_GROUPS: web.RequestKey[set[str]] = web.RequestKey("changed_groups", set)
 
 
 class TokenRejected(errors.GatewayError):
@@ -82,7 +84,12 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     caller = await authenticate(request)
     await check_ban(request, caller)
     route, body = await apply_route_policy(request, caller)
-    return await recover_token_errors(request, caller, route, body)
+    try:
+        return await recover_token_errors(request, caller, route, body)
+    finally:
+        # Whatever OpenIM answered (a timeout may still have changed the group), before the client hears.
+        if CHANGED_GROUPS in request:
+            await forget_changed_groups(request)
 
 
 # -- the chain ----------------------------------------------------------------------------------
@@ -123,7 +130,20 @@ async def apply_route_policy(request: web.Request, caller: Caller) -> tuple[Rout
         for group_id in route.named_groups(body):
             if not await access.is_member(caller.user_id, group_id, operation_id):
                 raise NotAParty(f"Not a member of group {group_id}")
+    if route.changes_members:
+        request[CHANGED_GROUPS] = route.changed_groups(body)
     return route, orjson.dumps(body) if empty or route.reads_body else raw
+
+
+async def forget_changed_groups(request: web.Request) -> None:
+    """The request may have changed who is in these groups: no replica may go on by what it remembered."""
+    groups: set[str] = request[CHANGED_GROUPS]
+    try:
+        await request.app[CONVERSATION_ACCESS].forget_groups(groups)
+    except StoreError as exc:
+        # The write happened and is answered. Forgotten here already; elsewhere the answers expire
+        # within MEMBERSHIP_TTL, or go when a replica that lost the store with us resubscribes.
+        log.warning("group membership change not published to the other replicas: %s", exc)
 
 
 async def resolve_im_token(request: web.Request, caller: Caller, route: Route) -> str:

@@ -1,6 +1,6 @@
 """Cache invalidation across replicas through the store's pub/sub.
 
-A change (logout, ban, a replaced imToken) is applied to this process's
+A change (logout, ban, a replaced imToken, a group's membership) is applied to this process's
 caches at once and published as ``<kind>\\0<subject>`` on one channel; every
 replica's listener drops its copy. A listener that loses its subscription
 cannot know what it missed, so it clears every cache before subscribing

@@ -42,6 +42,7 @@ ROUTE_KEYS = frozenset(
         "drop",
         "conversations",
         "groups",
+        "changes_members",
         "answer",
     }
 )
@@ -148,6 +149,7 @@ class Route:
     drop: tuple[FieldPath, ...] = ()
     conversations: tuple[FieldPath, ...] = ()
     groups: tuple[FieldPath, ...] = ()
+    changes_members: tuple[FieldPath, ...] = ()
     answer: str | None = None
 
     @property
@@ -161,7 +163,7 @@ class Route:
         Go's decoder merges an object given twice under one key, where the rules saw only the last."""
         return any(
             (self.bind, self.bind_each, self.bind_platform, self.allow, self.refuse, self.peer, self.drop,
-             self.conversations, self.groups)
+             self.conversations, self.groups, self.changes_members)
         )  # fmt: skip
 
     def apply(self, body: dict[str, Any], user_id: str, platform_id: int) -> None:
@@ -223,6 +225,10 @@ class Route:
 
     def named_groups(self, body: dict[str, Any]) -> set[str]:
         return _strings(self.groups, body)
+
+    def changed_groups(self, body: dict[str, Any]) -> set[str]:
+        """The groups whose membership this request may change."""
+        return _strings(self.changes_members, body)
 
 
 def _among(value: object, values: Sequence[object]) -> bool:
@@ -337,6 +343,7 @@ def _route(entry: dict[str, Any]) -> Route:
         drop=paths("drop"),
         conversations=paths("conversations"),
         groups=paths("groups"),
+        changes_members=paths("changes_members"),
         answer=answer,
     )
     if token_mode == "admin" and not (route.bind and route.fill and route.allow):

@@ -10,7 +10,9 @@ and message or operation ID) because each is idempotent by the event's key:
 * analytics: ``messenger_gw_webhook_events_total`` counted once per key;
 * moderation follow-up: a message matching the flag list is recorded in the
   hash ``gw:moderation:flags`` (field = the event key);
-* audit: group dismissals and kicks are written to the admin audit log once per key.
+* audit: group dismissals and kicks are written to the admin audit log once per key;
+* membership: a kick, quit, join or dismissal makes every replica forget what it
+  remembered of that group's members (``ConversationAccess.forget_on``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from aiohttp import web
 from . import keys
 from .audit import AuditEntry, AuditLog
 from .background import running
+from .conversation_access import ConversationAccess
 from .metrics import Metrics
 from .store import Store, StoreError, StreamEntry
 from .webhook_models import Event, GroupDismissEvent, GroupKickEvent, MessageEvent, parse_event
@@ -54,8 +57,10 @@ class WebhookConsumer:
         metrics: Metrics,
         name: str | None = None,
         retry_after: float = RETRY_AFTER,
+        memberships: ConversationAccess | None = None,
     ) -> None:
         self._store = store
+        self._memberships = memberships
         self._audit = audit
         self._flagged = flagged
         self._metrics = metrics
@@ -116,6 +121,8 @@ class WebhookConsumer:
         command = entry.fields["command"].decode()
         body = orjson.loads(entry.fields["body"])
         _, event = parse_event(command, body)
+        if self._memberships is not None:
+            await self._memberships.forget_on(event)  # once, here; pub/sub carries it to every replica
         await self._count(event)
         if isinstance(event, MessageEvent) and self._flagged.match(event.text):
             await self._store.hset(keys.MODERATION_FLAGS, {event.key: orjson.dumps(_flag(event, entry))})

@@ -59,6 +59,7 @@ def test_the_packaged_table_loads_and_covers_the_required_routes() -> None:
         ('[[route]]\npath = "/msg/x"\nphase = 3\nrefuse = { a = [{ b = 1 }] }', "refuse must map"),
         ('[[route]]\npath = "/msg/x"\nphase = 3\npeer = { a = 1 }', "peer must map"),
         ('[[route]]\npath = "/msg/x"\nphase = 3\npeer = { "a[].userID" = "b" }', "no [] in their paths"),
+        ('[[route]]\npath = "/msg/x"\nphase = 3\nchanges_members = "groupID"', "changes_members must be a list"),
         ('[[route]]\npath = "/msg/x"\nphase = 3\nanswer = "magic"', "answer must be one of"),
         ('[[route]]\npath = "/msg/x"\nphase = 3\n[[route]]\npath = "/msg/x"\nphase = 4', "listed twice"),
         ("[routes]\nx = 1", "unknown top-level key"),
