@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,31 @@ def test_the_file_is_reloaded_when_it_changes_and_bad_edits_keep_the_old_rules(t
 
 def test_no_file_matches_nothing() -> None:
     assert not WordRules(None).match("anything")
+
+
+def test_a_long_list_over_a_long_message_is_searched_quickly() -> None:
+    """Two hundred rules written one after the other took about 5 s over 300 KiB of text, on the
+    event loop; as one trie, a few tens of milliseconds."""
+    words = [f"w{n:03d}rd" for n in range(200)] + ["free money"]
+    pattern = compile_rules("\n".join(words))
+    assert pattern is not None
+    text = "hello world, this is an ordinary message " * 7500
+    started = time.perf_counter()
+    assert not pattern.search(text)
+    assert time.perf_counter() - started < 1.0
+    assert pattern.search(text + " w199rd")
+    assert pattern.search(text + " FREE MONEY")
+    assert not pattern.search(text + " w199rds")
+
+
+def test_words_that_share_a_beginning_each_match_whole() -> None:
+    pattern = compile_rules("sc\nscam\nscam artist\n")
+    assert pattern is not None
+    assert [bool(pattern.search(t)) for t in ("sc", "a scam", "scam artist", "scams", "scamp", "sca")] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
