@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import yaml
 from aiohttp.test_utils import TestServer
 
 from messenger_gw.app import create_app
@@ -24,6 +25,7 @@ from messenger_gw.webhook_consumer import GROUP, WEBHOOK_CONSUMER
 
 from .conftest import LOOPBACK, RedisProcess, base_url, gateway_settings
 
+DEPLOY = Path(__file__).parent.parent / "deploy"
 SECRET = "durable-secret-0123456789"
 COMMAND = "callbackAfterSendSingleMsgCommand"
 
@@ -111,3 +113,12 @@ async def test_every_answered_event_is_processed_once_across_store_and_gateway_r
     assert dead_fields[b"key"] == b"poison"
     assert dead_fields[b"error"].startswith(b"JSONDecodeError")
     assert not list((tmp_path / "spool").glob("*")), "the spool was replayed and emptied"
+
+
+def test_the_shipped_redis_fsyncs_every_write_before_the_gateway_answers() -> None:
+    """everysec could lose, in a host crash, the last second of events already answered 200."""
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    command = compose["services"]["redis"]["command"]
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert options["--appendonly"] == "yes"
+    assert options["--appendfsync"] == "always"
