@@ -33,9 +33,17 @@ class RateLimit:
         self._scope = scope
         self._limit = per_minute
 
-    async def exceeded(self, subject: str) -> bool:
-        """Count one hit for ``subject``; whether it goes past the limit. A limit of 0 is off."""
+    async def exceeded(self, subject: str, *, once_per: str = "") -> bool:
+        """Count one hit for ``subject``; whether it goes past the limit. A limit of 0 is off.
+
+        ``once_per`` names what the hit is for (a message): a second hit for the same name within
+        the window counts nothing and is never past the limit, since the first one decided.
+        """
         if self._limit == 0:
+            return False
+        if once_per and not await self._store.set_if_absent(
+            keys.rate(f"{self._scope}-once", f"{subject}:{once_per}"), b"", ttl=self.WINDOW
+        ):
             return False
         return await self._store.incr(keys.rate(self._scope, subject), ttl=self.WINDOW) > self._limit
 

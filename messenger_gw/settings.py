@@ -272,7 +272,7 @@ class Settings:
             webhooks=WebhookSettings(
                 secrets=env.read("WEBHOOK_SECRETS", _webhook_secrets, default=DEV_WEBHOOK_SECRET if dev else ""),
                 allowed_networks=env.read("WEBHOOK_ALLOWED_CIDRS", _networks, default=""),
-                max_body_bytes=env.read("WEBHOOK_MAX_BODY_BYTES", _integer(1024, 16 * 1024 * 1024), default="262144"),
+                max_body_bytes=env.read("WEBHOOK_MAX_BODY_BYTES", _integer(1024, 16 * 1024 * 1024), default="6291456"),
                 block_errcode=env.read("WEBHOOK_BLOCK_ERRCODE", _integer(1, 2_000_000_000), default="20001"),
                 fail_open=env.read("WEBHOOK_FAIL_POLICY", _choice("open", "closed"), default="open") == "open",
                 banned_words_file=env.read_optional("WEBHOOK_BANNED_WORDS_FILE", _readable_file, required_because=None),

@@ -120,7 +120,7 @@ class WebhookConsumer:
     async def apply(self, entry: StreamEntry) -> None:
         command = entry.fields["command"].decode()
         body = orjson.loads(entry.fields["body"])
-        _, event = parse_event(command, body)
+        _, event = parse_event(command, body, operation_id=entry.fields.get("operationID", b"").decode())
         if self._memberships is not None:
             await self._memberships.forget_on(event)  # once, here; pub/sub carries it to every replica
         await self._count(event)

@@ -6,6 +6,10 @@ handled: the after-revoke event is ``callbackBeforeAfterMsgCommand``;
 (U+0002 for 2); ``initMemberList`` in after-create lists members twice;
 ``content`` is the message content as a JSON *string*; ``connID`` is empty.
 A command not listed is still accepted (as :class:`UnknownEvent`) and stored.
+
+For the before-callbacks, :data:`ACTORS` names the field that holds the user
+acting (whom the ban rule checks) and :data:`ECHOED` the fields OpenIM copies
+back from any answer, allow included (contract 8.6).
 """
 
 from __future__ import annotations
@@ -66,10 +70,11 @@ def wire(name: str, default: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Event:
-    """A callback: its command and its body as received."""
+    """A callback: its command, its body as received and the ``Operationid`` header it came with."""
 
     command: str
     body: dict[str, Any]
+    operation_id: str = dataclasses.field(default="", kw_only=True)
     identity_fields: ClassVar[tuple[str, ...]] = ("operationID",)
 
     @classmethod
@@ -89,15 +94,28 @@ class Event:
             value = self.body.get(name)
             if isinstance(value, str | int) and value != "":
                 return f"{self.command}:{name}={value}"
-        # No ID in this body: the body itself (OpenIM resends it byte for byte).
-        return (
-            f"{self.command}:sha256={hashlib.sha256(orjson.dumps(self.body, option=orjson.OPT_SORT_KEYS)).hexdigest()}"
-        )
+        # No ID in the body (kick, quit, register, read receipts): the body and the request's
+        # operationID. OpenIM never retries an after-callback, so the same body under another
+        # operationID is another event (a second kick of the same user), not a duplicate.
+        digest = hashlib.sha256(orjson.dumps(self.body, option=orjson.OPT_SORT_KEYS))
+        digest.update(b"\0" + self.operation_id.encode())
+        return f"{self.command}:sha256={digest.hexdigest()}"
 
     @property
-    def users(self) -> tuple[str, ...]:
-        """The users this event is about, for ban checks."""
-        return ()
+    def actors(self) -> tuple[str, ...]:
+        """The users acting in a before-callback, whom the ban rule checks (:data:`ACTORS`)."""
+        return tuple(dict.fromkeys(user for name in ACTORS.get(self.command, ()) if (user := _str(self.body, name))))
+
+    @property
+    def is_notification(self) -> bool:
+        """A notification (content types 1000-5000): OpenIM's own message, sent in the operator's name."""
+        content_type = self.body.get("contentType")
+        return isinstance(content_type, int) and NOTIFICATIONS[0] <= content_type <= NOTIFICATIONS[1]
+
+    @property
+    def echoed(self) -> dict[str, Any]:
+        """What an allow answer repeats so that OpenIM, copying it back, changes nothing (:data:`ECHOED`)."""
+        return {name: self.body.get(name) for name in ECHOED.get(self.command, ())}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +135,9 @@ class MessageEvent(Event):
     identity_fields: ClassVar[tuple[str, ...]] = ("serverMsgID", "clientMsgID", "operationID")
 
     @property
-    def users(self) -> tuple[str, ...]:
-        return (self.send_id,) if self.send_id else ()
+    def message_id(self) -> str:
+        """The same for every callback about one send (send, then modify), empty if OpenIM gave none."""
+        return self.server_msg_id or self.client_msg_id
 
     @property
     def text(self) -> str:
@@ -150,32 +169,32 @@ class RevokeEvent(Event):
 
 @dataclasses.dataclass(frozen=True)
 class GroupCreateEvent(Event):
-    """before/afterCreateGroup. The after version lists every member twice; ``members`` lists each once."""
+    """before/afterCreateGroup. The after version lists every member twice; ``members`` lists each once.
+
+    The SDK leaves the flattened ``ownerUserID`` empty: the owner is then the member listed with
+    role level 100 (contract 8.6).
+    """
 
     group_id: str = ""
     owner_user_id: str = ""
-    creator_user_id: str = ""
     members: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, command: str, body: dict[str, Any]) -> Event:
-        members = tuple(dict.fromkeys(_str(m, "userID") for m in _objects(body, "initMemberList")))
-        return cls(
-            command,
-            body,
-            group_id=_str(body, "groupID"),
-            owner_user_id=_str(body, "ownerUserID"),
-            creator_user_id=_str(body, "creatorUserID"),
-            members=members,
-        )
+        listed = _objects(body, "initMemberList")
+        members = tuple(dict.fromkeys(_str(m, "userID") for m in listed))
+        owners = [_str(m, "userID") for m in listed if _int(m, "roleLevel") == GROUP_OWNER]
+        owner = _str(body, "ownerUserID") or next(iter(owners), "")
+        return cls(command, body, group_id=_str(body, "groupID"), owner_user_id=owner, members=members)
 
     @property
     def key(self) -> str:
         return f"{self.command}:{self.group_id}" if self.group_id else super().key
 
     @property
-    def users(self) -> tuple[str, ...]:
-        return tuple(u for u in (self.owner_user_id, self.creator_user_id) if u)
+    def actors(self) -> tuple[str, ...]:
+        # OpenIM lets only the owner (or an app admin) create a group, and /im binds ownerUserID to the caller.
+        return (self.owner_user_id,) if self.command in ACTORS and self.owner_user_id else ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,10 +252,6 @@ class GroupMemberEvent(Event):
         users += [_str(m, "userID") for m in _objects(body, "memberList")]
         return cls(command, body, group_id=_str(body, "groupID"), user_ids=tuple(dict.fromkeys(users)))
 
-    @property
-    def users(self) -> tuple[str, ...]:
-        return self.user_ids
-
 
 @dataclasses.dataclass(frozen=True)
 class UserRegisterEvent(Event):
@@ -247,10 +262,6 @@ class UserRegisterEvent(Event):
     @classmethod
     def parse(cls, command: str, body: dict[str, Any]) -> Event:
         return cls(command, body, user_ids=tuple(_str(u, "userID") for u in _objects(body, "users")))
-
-    @property
-    def users(self) -> tuple[str, ...]:
-        return self.user_ids
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,10 +287,6 @@ class UserEvent(Event):
     def parse(cls, command: str, body: dict[str, Any]) -> Event:
         user = _str(body, "userID") or _str(body, "fromUserID") or _str(body, "ownerUserID") or _str(body, "sendID")
         return cls(command, body, user_id=user)
-
-    @property
-    def users(self) -> tuple[str, ...]:
-        return (self.user_id,) if self.user_id else ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,7 +352,57 @@ COMMANDS: dict[str, tuple[Kind, type[Event]]] = {
 }
 
 
-def parse_event(command: str, body: dict[str, Any]) -> tuple[Kind, Event]:
-    """The kind and typed model of a callback; an unknown command is an after-event kept as it came."""
+NOTIFICATIONS = (1000, 5000)  # OpenIM's constant.NotificationBegin and NotificationEnd
+GROUP_OWNER = 100  # roleLevel
+
+# The field naming the user who acts, for each before-callback whose body names one. The others
+# name only the users acted upon (a profile or member being edited, users invited, registered or
+# joining, friends imported), or nobody: the ban rule leaves those alone, so an admin can still
+# edit a banned user (docs/webhooks.md, "the ban table").
+ACTORS: dict[str, tuple[str, ...]] = {
+    "callbackBeforeSendSingleMsgCommand": ("sendID",),
+    "callbackBeforeSendGroupMsgCommand": ("sendID",),
+    "callbackBeforeMsgModifyCommand": ("sendID",),
+    "callbackBeforeOfflinePushCommand": ("sendID",),
+    "callbackBeforeOnlinePushCommand": ("sendID",),
+    "callbackBeforeGroupOnlinePushCommand": ("sendID",),
+    "callbackBeforeCreateGroupCommand": ("ownerUserID",),  # or the role-100 member: GroupCreateEvent.actors
+    "callbackBeforeJoinGroupCommand": ("applyID",),
+    "callbackBeforeAddFriendCommand": ("fromUserID",),
+    "callbackBeforeAddFriendAgreeCommand": ("blackUserID",),  # OpenIM's toUserID, the user answering
+    "callbackBeforeSetFriendRemarkCommand": ("ownerUserID",),
+    "callbackBeforeAddBlackCommand": ("ownerUserID",),
+}
+
+# Fields OpenIM copies from the answer whether or not it is there (v3.8.3 group/callback.go): an
+# allow answer without them would set the group's ID to "" (and, for Ex, clear the others).
+ECHOED: dict[str, tuple[str, ...]] = {
+    "callbackBeforeSetGroupInfoCommand": ("groupID", "groupName", "faceURL", "introduction"),
+    "callbackBeforeSetGroupInfoExCommand": (
+        "groupID",
+        "groupName",
+        "faceURL",
+        "introduction",
+        "ex",
+        "needVerification",
+        "lookMemberInfo",
+        "applyMemberFriend",
+    ),
+}
+
+
+def is_before(command: str) -> bool:
+    return COMMANDS.get(command, ("after", UnknownEvent))[0] == "before"
+
+
+def parse_event(command: str, body: dict[str, Any], *, operation_id: str = "") -> tuple[Kind, Event]:
+    """The kind and typed model of a callback; an unknown command is an after-event kept as it came.
+
+    ``operation_id`` is the request's ``Operationid`` header: part of the key of an event whose
+    body carries no ID.
+    """
     kind, model = COMMANDS.get(command, ("after", UnknownEvent))
-    return kind, model.parse(command, body)
+    event = model.parse(command, body)
+    for name in ACTORS.get(command, ()):
+        _str(body, name)  # read strictly here, like every model field: the ban rule never meets a wrong type
+    return kind, dataclasses.replace(event, operation_id=operation_id) if operation_id else event

@@ -2,12 +2,15 @@
 
 A sub-application of its own, with no client or admin authentication. OpenIM
 signs nothing (contract 8.2), so the path carries a secret, compared in
-constant time with every configured one (rotation); a wrong one is a plain
-404. An optional CIDR allowlist narrows who may call.
+constant time with every configured one (rotation); a wrong one is a 404. An
+optional CIDR allowlist narrows who may call.
 
 * **before-callbacks** are answered at once by the moderation rules: allow
   ``{"actionCode":0,"errCode":0,...,"nextCode":0}`` or block
   ``{"actionCode":0,"nextCode":1,"errCode":<WEBHOOK_BLOCK_ERRCODE>,...}``.
+  OpenIM reads only the body, never the status (contract 8.6), so one that
+  cannot be evaluated (wrong secret or address, too large, malformed, the
+  store down) is answered by ``WEBHOOK_FAIL_POLICY``: closed answers the block.
 * **after-callbacks** are appended to the stream ``gw:webhooks`` before the
   200 answer (or, while the store is unreachable, to the local spool, replayed
   later); :mod:`messenger_gw.webhook_consumer` processes them.
@@ -35,7 +38,7 @@ from .rate_limit import RateLimit
 from .settings import SETTINGS, WebhookSettings
 from .spool import Spool, SpoolFull
 from .store import Store, StoreError
-from .webhook_models import COMMANDS, Event, InvalidEvent, MessageEvent, parse_event
+from .webhook_models import COMMANDS, Event, InvalidEvent, MessageEvent, is_before, parse_event
 from .word_rules import WordRules
 
 log = logging.getLogger(__name__)
@@ -47,7 +50,8 @@ REJECTED_MAX_ENTRIES = 10_000
 REJECTED_BODY_BYTES = 16 * 1024
 REPLAY_INTERVAL = 1.0
 
-ALLOW = orjson.dumps({"actionCode": 0, "errCode": 0, "errMsg": "", "errDlt": "", "nextCode": 0})
+ALLOWED: dict[str, Any] = {"actionCode": 0, "errCode": 0, "errMsg": "", "errDlt": "", "nextCode": 0}
+ALLOW = orjson.dumps(ALLOWED)
 BLOCK_MESSAGES = {
     "banned": "the sender is banned",
     "banned_word": "the message contains a banned word",
@@ -81,19 +85,37 @@ class WebhookReceiver:
         return matched
 
     async def decide(self, event: Event) -> bytes:
-        """A before-callback's answer: allow, or block with the configured errCode."""
+        """A before-callback's answer: allow (echoing what OpenIM copies back), or block with the configured errCode."""
         reason = None
         try:
             reason = await self._blocking_reason(event)
         except StoreError as exc:
-            policy = "open" if self._settings.fail_open else "closed"
-            self._metrics.webhook_rule_failures.labels(policy).inc()
-            log.warning("moderation rules not evaluated (%s), failing %s", exc, policy)
+            self._count_rule_failure()
+            log.warning("moderation rules not evaluated (%s), failing %s", exc, self._policy)
             reason = None if self._settings.fail_open else "unavailable"
         if reason is None:
             self._metrics.webhook_requests.labels(command_label(event.command), "allowed").inc()
-            return ALLOW
+            echoed = event.echoed
+            return orjson.dumps(ALLOWED | echoed) if echoed else ALLOW
         self._metrics.webhook_requests.labels(command_label(event.command), f"blocked_{reason}").inc()
+        return self._block(reason)
+
+    def unevaluated(self, refusal: web.Response) -> web.Response:
+        """A before-callback that failed before its rules ran: ``refusal`` would let the action through
+        (OpenIM reads no status), so the fail policy answers; closed, the block, with ``refusal``'s status."""
+        self._count_rule_failure()
+        if self._settings.fail_open:
+            return refusal  # an error envelope, no nextCode: OpenIM goes on, as "open" says
+        return web.Response(status=refusal.status, body=self._block("unavailable"), content_type="application/json")
+
+    @property
+    def _policy(self) -> str:
+        return "open" if self._settings.fail_open else "closed"
+
+    def _count_rule_failure(self) -> None:
+        self._metrics.webhook_rule_failures.labels(self._policy).inc()
+
+    def _block(self, reason: str) -> bytes:
         return orjson.dumps(
             {
                 "actionCode": 0,
@@ -105,13 +127,16 @@ class WebhookReceiver:
         )
 
     async def _blocking_reason(self, event: Event) -> str | None:
-        for user_id in event.users:
+        if event.is_notification:
+            return None  # OpenIM's own words about a change already made, in the operator's name
+        for user_id in event.actors:
             if await self._bans.is_banned(user_id):
                 return "banned"
         if isinstance(event, MessageEvent):
             if self._banned_words.match(event.text):
                 return "banned_word"
-            if event.send_id and await self._message_rate.exceeded(event.send_id):
+            # once per message: beforeMsgModify follows beforeSend* for the same text message
+            if event.send_id and await self._message_rate.exceeded(event.send_id, once_per=event.message_id):
                 return "rate"
         return None
 
@@ -122,7 +147,7 @@ class WebhookReceiver:
             return "stored"
         except StoreError as exc:
             log.warning("store unreachable, spooling the %s event: %s", record["command"], exc)
-        self.spool.append(record)  # SpoolFull propagates: better a 503 than a pretended 200
+        await self.spool.append(record)  # SpoolFull propagates: better a 503 than a pretended 200
         self._spooled.set()
         return "spooled"
 
@@ -152,11 +177,15 @@ class WebhookReceiver:
             await self._spooled.wait()
             try:
                 await self._store.ping()
+                # Cleared before the replay, not after: an event spooled while it runs sets it again.
+                self._spooled.clear()
                 moved = await self.spool.replay(self.append)
                 if moved:
                     log.info("replayed spooled webhook events", extra={"events": moved})
-                self._spooled.clear()
-            except StoreError:
+            except (StoreError, OSError) as exc:
+                if isinstance(exc, OSError):  # the spool's disk: what was not delivered stays spooled
+                    log.error("webhook spool replay failed, will retry: %s", exc)
+                self._spooled.set()
                 await asyncio.sleep(REPLAY_INTERVAL)
 
 
@@ -183,19 +212,29 @@ class BodyTooLarge(errors.GatewayError):
 
 @web.middleware
 async def check_sender(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Who may call; and whatever refuses a before-callback, an answer OpenIM reads as the fail policy says.
+
+    A wrong secret or address on a before-callback is answered so too: a 404 envelope would let every
+    action through while the deployment's secret is wrong, where "closed" means refuse them.
+    """
     config = request.config_dict
     receiver, settings = config[WEBHOOK_RECEIVER], config[SETTINGS]
     metrics = config[METRICS]
-    if not receiver.secret_matches(request.match_info.get("secret", "")):
-        metrics.webhook_requests.labels("unknown", "wrong_secret").inc()
-        raise NotHere("Not Found", detail="webhook with a wrong secret")
-    allowed = settings.webhooks.allowed_networks
-    if allowed:
-        address = client_ip(request, settings.trusted_proxies)
-        if not within(address, allowed):
-            metrics.webhook_requests.labels("unknown", "wrong_address").inc()
-            raise NotHere("Not Found", detail=f"webhook from an address outside WEBHOOK_ALLOWED_CIDRS: {address}")
-    return await handler(request)
+    try:
+        if not receiver.secret_matches(request.match_info.get("secret", "")):
+            metrics.webhook_requests.labels("unknown", "wrong_secret").inc()
+            raise NotHere("Not Found", detail="webhook with a wrong secret")
+        allowed = settings.webhooks.allowed_networks
+        if allowed:
+            address = client_ip(request, settings.trusted_proxies)
+            if not within(address, allowed):
+                metrics.webhook_requests.labels("unknown", "wrong_address").inc()
+                raise NotHere("Not Found", detail=f"webhook from an address outside WEBHOOK_ALLOWED_CIDRS: {address}")
+        return await handler(request)
+    except Exception as exc:
+        if isinstance(exc, web.HTTPException) or not is_before(request.match_info.get("command", "")):
+            raise
+        return receiver.unevaluated(errors.error_response(request, exc))
 
 
 async def receive(request: web.Request) -> web.Response:
@@ -217,8 +256,9 @@ async def receive(request: web.Request) -> web.Response:
     if body["callbackCommand"] != command:
         await receiver.reject(command, "command_mismatch", raw)
         raise errors.InvalidField("callbackCommand in the body differs from the path")
+    operation_id = request.headers.get("operationID", "")  # Go sends it as "Operationid"
     try:
-        kind, event = parse_event(command, body)
+        kind, event = parse_event(command, body, operation_id=operation_id)
     except InvalidEvent as exc:
         await receiver.reject(command, "invalid", raw)
         raise errors.InvalidField(f"{command}: {exc}") from None
@@ -228,7 +268,7 @@ async def receive(request: web.Request) -> web.Response:
         "command": command,
         "key": event.key,
         "body": raw.decode("utf-8", errors="replace"),
-        "operationID": request.headers.get("operationID", ""),  # Go sends it as "Operationid"
+        "operationID": operation_id,
         "receivedAt": int(time.time() * 1000),
     }
     try:

@@ -47,7 +47,10 @@ def test_a_message_event_reads_each_field() -> None:
         1700000000000,
     )
     assert isinstance(event, MessageEvent)
-    assert (event.text, event.users, event.key) == ("hi", ("u1",), "callbackAfterSendSingleMsgCommand:serverMsgID=srv")
+    assert (event.text, event.key) == ("hi", "callbackAfterSendSingleMsgCommand:serverMsgID=srv")
+    assert event.actors == (), "after-callbacks decide nothing"
+    _, before = parse_event("callbackBeforeSendSingleMsgCommand", body)
+    assert before.actors == ("u1",)
 
 
 @pytest.mark.parametrize(
@@ -96,8 +99,27 @@ def test_absent_and_null_fields_take_their_defaults() -> None:
         ("callbackAfterSendSingleMsgCommand", {"sessionType": "1"}, "sessionType must be an integer"),
         ("callbackAfterKickGroupCommand", {"kickedUserIDs": "u2"}, "kickedUserIDs must be a list of strings"),
         ("callbackAfterCreateGroupCommand", {"initMemberList": [1]}, "initMemberList must be a list of objects"),
+        ("callbackBeforeJoinGroupCommand", {"applyID": ["u1"]}, "applyID must be a string"),
+        ("callbackBeforeAddFriendAgreeCommand", {"blackUserID": 7}, "blackUserID must be a string"),
     ],
 )
 def test_a_field_of_the_wrong_type_is_an_invalid_event(command: str, body: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidEvent, match=message):
         parse_event(command, body)
+
+
+def test_the_owner_of_a_new_group_is_the_member_with_role_level_100_when_the_sdk_leaves_owner_empty() -> None:
+    body = {
+        "ownerUserID": "",
+        "initMemberList": [{"userID": "u2", "roleLevel": 20}, {"userID": "u1", "roleLevel": 100}],
+    }
+    _, event = parse_event("callbackBeforeCreateGroupCommand", body)
+    assert event.actors == ("u1",)
+
+
+def test_an_event_without_an_id_is_keyed_by_its_body_and_operation_id() -> None:
+    body = {"groupID": "g1", "userID": "u2"}
+    keys = {parse_event("callbackAfterQuitGroupCommand", body, operation_id=op)[1].key for op in ("a", "b", "a")}
+    assert len(keys) == 2
+    _, with_id = parse_event("callbackAfterSendSingleMsgCommand", {"serverMsgID": "srv"}, operation_id="a")
+    assert with_id.key == "callbackAfterSendSingleMsgCommand:serverMsgID=srv", "an ID in the body is the key"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import io
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +16,27 @@ import pytest
 
 from messenger_gw import keys
 from messenger_gw.audit import AuditLog
-from messenger_gw.bans import Ban
+from messenger_gw.bans import Ban, Bans
+from messenger_gw.invalidation import Invalidation
 from messenger_gw.keys import MODERATION_FLAGS as FLAGS
 from messenger_gw.keys import WEBHOOK_DEAD_STREAM as DEAD_STREAM
 from messenger_gw.keys import WEBHOOK_REJECTED_STREAM as REJECTED_STREAM
 from messenger_gw.keys import WEBHOOK_STREAM as STREAM
 from messenger_gw.memory_store import MemoryStore
 from messenger_gw.metrics import METRICS, Metrics
-from messenger_gw.settings import Settings
+from messenger_gw.settings import SETTINGS, Settings
 from messenger_gw.spool import Spool
-from messenger_gw.store import STORE, StoreError
+from messenger_gw.store import STORE, Store, StoreError
 from messenger_gw.webhook_consumer import GROUP, WEBHOOK_CONSUMER, WebhookConsumer
-from messenger_gw.webhooks import WebhookReceiver
+from messenger_gw.webhook_models import COMMANDS, ECHOED
+from messenger_gw.webhooks import REPLAY_INTERVAL, WebhookReceiver, replaying
 from messenger_gw.word_rules import WordRules
 
 from .conftest import Gateway, RedisProcess, StartGateway, sample
 
 SECRET, OLD_SECRET = "hook-secret-0123456789", "old-secret-0123456789"
 BLOCK = 20777
+MAX_BODY = 6 * 1024 * 1024  # WEBHOOK_MAX_BODY_BYTES's default: 6 x the 1,000,000 bytes Kafka lets OpenIM send
 
 
 def message(command: str, text: str = "hello", sender: str = "u1", **extra: Any) -> dict[str, Any]:
@@ -107,7 +113,7 @@ async def hook(
         aiohttp.ClientSession() as http,
         http.post(
             f"{gateway.url}/webhooks/openim/{secret}/{command}",
-            data=raw if in_parts == 1 else parts(),
+            data=parts() if in_parts > 1 else io.BytesIO(raw) if len(raw) > 1024 * 1024 else raw,
             headers=sent | (headers or {}),
         ) as response,
     ):
@@ -133,16 +139,20 @@ async def drain(gateway: Gateway) -> None:
 # -- who may call, and what ------------------------------------------------------------------------------
 
 
-async def test_a_wrong_or_missing_secret_is_a_plain_404(gateway: Gateway) -> None:
+async def test_an_after_event_with_a_wrong_or_missing_secret_is_a_plain_404_and_not_stored(
+    gateway: Gateway, clean_redis: RedisProcess
+) -> None:
     for secret in ("wrong-secret-0123456789", "x"):
         status, body = await hook(
             gateway, "callbackAfterSendSingleMsgCommand", message("callbackAfterSendSingleMsgCommand"), secret=secret
         )
-        assert (status, body["errCode"]) == (404, 40400)
+        assert (status, body) == (404, {"errCode": 40400, "errMsg": "Not Found", "errDlt": ""})
     assert (
         sample(gateway.app[METRICS], "messenger_gw_webhook_requests_total", command="unknown", outcome="wrong_secret")
         == 2
     )
+    assert stream(clean_redis, STREAM) == []
+    assert not gateway.app[SETTINGS].webhooks.spool_dir.exists(), "not spooled either"
 
 
 async def test_every_configured_secret_is_accepted_for_rotation(gateway: Gateway) -> None:
@@ -183,7 +193,7 @@ async def test_the_receiver_is_off_without_secrets(start_gateway: StartGateway) 
         ),
         (
             "callbackAfterSendSingleMsgCommand",
-            b'{"callbackCommand":"x","pad":"' + b"x" * 300_000 + b'"}',
+            b'{"callbackCommand":"x","pad":"' + b"x" * MAX_BODY + b'"}',
             413,
             "too_large",
         ),
@@ -230,31 +240,189 @@ async def test_clean_messages_are_allowed_and_banned_words_blocked(gateway: Gate
         }
 
 
-async def test_banned_senders_are_blocked_everywhere_they_act(gateway: Gateway, clean_redis: RedisProcess) -> None:
-    with clean_redis.client() as c:
-        c.set(keys.ban("mallory"), Ban("mallory", "spam", "t", 0, None).encode())
-    blocked = {"actionCode": 0, "nextCode": 1, "errCode": BLOCK, "errMsg": "the sender is banned", "errDlt": ""}
-    calls = [
-        ("callbackBeforeSendSingleMsgCommand", message("callbackBeforeSendSingleMsgCommand", sender="mallory")),
-        (
-            "callbackBeforeCreateGroupCommand",
-            {"callbackCommand": "callbackBeforeCreateGroupCommand", "ownerUserID": "mallory", "initMemberList": []},
-        ),
-        (
-            "callbackBeforeInviteJoinGroupCommand",
-            {"callbackCommand": "callbackBeforeInviteJoinGroupCommand", "groupID": "g", "invitedUserIDs": ["mallory"]},
-        ),
-        (
-            "callbackBeforeMembersJoinGroupCommand",
-            {
-                "callbackCommand": "callbackBeforeMembersJoinGroupCommand",
-                "groupID": "g",
-                "memberList": [{"userID": "mallory", "ex": ""}],
-            },
-        ),
-    ]
-    for command, body in calls:
-        assert await hook(gateway, command, body) == (200, blocked), command
+BANNED = {"actionCode": 0, "nextCode": 1, "errCode": BLOCK, "errMsg": "the sender is banned", "errDlt": ""}
+UNAVAILABLE = {"actionCode": 0, "nextCode": 1, "errCode": BLOCK, "errMsg": "moderation is unavailable", "errDlt": ""}
+
+
+def ban(redis: RedisProcess, user_id: str) -> None:
+    with redis.client() as c:
+        c.set(keys.ban(user_id), Ban(user_id, "spam", "t", 0, None).encode())
+
+
+# Each before-callback as OpenIM v3.8.3 sends it (contract 8.5, 8.6), with mallory where the body
+# names a user, and whether mallory is the user acting there.
+ACTING: list[tuple[str, dict[str, Any], bool]] = [
+    ("callbackBeforeSendSingleMsgCommand", message("callbackBeforeSendSingleMsgCommand", sender="mallory"), True),
+    ("callbackBeforeSendGroupMsgCommand", message("callbackBeforeSendGroupMsgCommand", sender="mallory"), True),
+    ("callbackBeforeMsgModifyCommand", message("callbackBeforeMsgModifyCommand", sender="mallory"), True),
+    (
+        "callbackBeforeCreateGroupCommand",  # as the SDK sends it: the flattened ownerUserID empty
+        {
+            "operationID": "op-1",
+            "callbackCommand": "callbackBeforeCreateGroupCommand",
+            "groupID": "",
+            "ownerUserID": "",
+            "creatorUserID": "mallory",
+            "initMemberList": [{"userID": "mallory", "roleLevel": 100}, {"userID": "u2", "roleLevel": 20}],
+        },
+        True,
+    ),
+    (
+        "callbackBeforeJoinGroupCommand",
+        {
+            "callbackCommand": "callbackBeforeJoinGroupCommand",
+            "groupID": "g",
+            "groupType": "\u0002",
+            "applyID": "mallory",
+            "reqMessage": "let me in",
+            "ex": "",
+        },
+        True,
+    ),
+    (
+        "callbackBeforeAddFriendCommand",
+        {
+            "callbackCommand": "callbackBeforeAddFriendCommand",
+            "fromUserID": "mallory",
+            "toUserID": "u2",
+            "reqMsg": "",
+            "ex": "",
+        },
+        True,
+    ),
+    (
+        "callbackBeforeAddFriendAgreeCommand",  # mallory answering u2's request travels as blackUserID
+        {
+            "callbackCommand": "callbackBeforeAddFriendAgreeCommand",
+            "fromUserID": "u2",
+            "blackUserID": "mallory",
+            "HandleResult": 1,
+            "HandleMsg": "",
+        },
+        True,
+    ),
+    (
+        "callbackBeforeAddFriendAgreeCommand",
+        {
+            "callbackCommand": "callbackBeforeAddFriendAgreeCommand",
+            "fromUserID": "mallory",
+            "blackUserID": "u2",
+            "HandleResult": 1,
+            "HandleMsg": "",
+        },
+        False,
+    ),
+    (
+        "callbackBeforeSetFriendRemarkCommand",
+        {
+            "callbackCommand": "callbackBeforeSetFriendRemarkCommand",
+            "ownerUserID": "mallory",
+            "friendUserID": "u2",
+            "remark": "x",
+        },
+        True,
+    ),
+    (
+        "callbackBeforeAddBlackCommand",
+        {"callbackCommand": "callbackBeforeAddBlackCommand", "ownerUserID": "mallory", "blackUserID": "u2"},
+        True,
+    ),
+    (
+        "callbackBeforeOnlinePushCommand",
+        {
+            "callbackCommand": "callbackBeforeOnlinePushCommand",
+            "operationID": "op-1",
+            "platformID": 1,
+            "platform": "iOS",
+            "userIDList": ["u2"],
+            "clientMsgID": "c",
+            "sendID": "mallory",
+            "groupID": "",
+            "contentType": 101,
+            "sessionType": 1,
+            "atUserIDList": None,
+            "content": "{}",
+        },
+        True,
+    ),
+    # The body names only the user acted upon: an admin editing, inviting or adding a banned user.
+    (
+        "callbackBeforeUpdateUserInfoCommand",
+        {
+            "callbackCommand": "callbackBeforeUpdateUserInfoCommand",
+            "userID": "mallory",
+            "nickName": "M",
+            "faceURL": "",
+            "ex": None,
+        },
+        False,
+    ),
+    (
+        "callbackBeforeUpdateUserInfoExCommand",
+        {
+            "callbackCommand": "callbackBeforeUpdateUserInfoExCommand",
+            "userID": "mallory",
+            "nickName": "M",
+            "faceURL": None,
+            "ex": None,
+        },
+        False,
+    ),
+    (
+        "callbackBeforeSetGroupMemberInfoCommand",
+        {
+            "callbackCommand": "callbackBeforeSetGroupMemberInfoCommand",
+            "groupID": "g",
+            "userID": "mallory",
+            "nickName": "muted",
+            "faceURL": None,
+            "roleLevel": None,
+            "ex": None,
+        },
+        False,
+    ),
+    (
+        "callbackBeforeInviteJoinGroupCommand",
+        {
+            "callbackCommand": "callbackBeforeInviteJoinGroupCommand",
+            "operationID": "op-1",
+            "groupID": "g",
+            "reason": "",
+            "invitedUserIDs": ["mallory"],
+        },
+        False,
+    ),
+    (
+        "callbackBeforeMembersJoinGroupCommand",
+        {
+            "callbackCommand": "callbackBeforeMembersJoinGroupCommand",
+            "groupID": "g",
+            "memberList": [{"userID": "mallory", "ex": ""}],
+            "groupEx": "",
+        },
+        False,
+    ),
+    (
+        "callbackBeforeUserRegisterCommand",
+        {"callbackCommand": "callbackBeforeUserRegisterCommand", "users": [{"userID": "mallory", "nickname": "M"}]},
+        False,
+    ),
+    (
+        "callbackBeforeImportFriendsCommand",
+        {"callbackCommand": "callbackBeforeImportFriendsCommand", "ownerUserID": "mallory", "friendUserIDs": ["u2"]},
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "body", "acting"), ACTING, ids=[f"{c}-{'acting' if a else 'acted-upon'}" for c, _, a in ACTING]
+)
+async def test_the_ban_rule_refuses_a_banned_user_acting_and_lets_others_act_on_one(
+    gateway: Gateway, clean_redis: RedisProcess, command: str, body: dict[str, Any], acting: bool
+) -> None:
+    ban(clean_redis, "mallory")
+    assert await hook(gateway, command, body) == (200, BANNED if acting else ALLOW)
 
 
 async def test_a_sender_over_the_rate_is_blocked(gateway: Gateway) -> None:
@@ -263,6 +431,157 @@ async def test_a_sender_over_the_rate_is_blocked(gateway: Gateway) -> None:
         (await hook(gateway, command, message(command, f"m{i}", sender="fast")))[1]["nextCode"] for i in range(5)
     ]
     assert answers == [0, 0, 0, 1, 1]
+
+
+async def test_a_text_message_counts_once_against_the_rate_though_beforeMsgModify_asks_again(
+    gateway: Gateway,
+) -> None:
+    """OpenIM calls beforeSendSingleMsg, then beforeMsgModify, for each text message (contract 8.6)."""
+    answers = []
+    for i in range(4):
+        for command in ("callbackBeforeSendSingleMsgCommand", "callbackBeforeMsgModifyCommand"):
+            body = message(command, f"m{i}", sender="chatty")  # the same serverMsgID in both
+            answers.append((await hook(gateway, command, body))[1]["nextCode"])
+            if answers[-1]:
+                break  # refused: OpenIM asks no further
+    assert answers == [0, 0, 0, 0, 0, 0, 1], "3 a minute: the fourth message is refused at its first callback"
+
+
+async def test_group_notifications_are_neither_counted_nor_judged_as_the_operators_messages(
+    gateway: Gateway, clean_redis: RedisProcess
+) -> None:
+    """OpenIM sends group notifications (1000-5000) through beforeSendGroupMsg in the operator's name."""
+    command = "callbackBeforeSendGroupMsgCommand"
+    for n in range(5):  # the operator kicks five members: five MemberKicked notifications (1508)
+        tips = orjson.dumps({"detail": "a scam group"}).decode()
+        notification = message(command, sender="owner", serverMsgID=f"srv-n{n}", contentType=1508, content=tips)
+        assert await hook(gateway, command, notification | {"groupID": "g1"}) == (200, ALLOW)
+    assert await hook(gateway, command, message(command, "hi all", sender="owner")) == (200, ALLOW), (
+        "the notifications did not use up the operator's 3 messages a minute"
+    )
+    ban(clean_redis, "owner")
+    notification = message(command, sender="owner", serverMsgID="srv-n9", contentType=1504)
+    assert await hook(gateway, command, notification) == (200, ALLOW), "the change it reports is already made"
+
+
+SET_GROUP_INFO = {
+    "callbackCommand": "callbackBeforeSetGroupInfoCommand",
+    "operationID": "op-1",
+    "groupID": "g1",
+    "groupName": "Climbers",
+    "notification": "",
+    "introduction": "we climb",
+    "faceURL": "https://x/face.png",
+    "ex": "",
+    "needVerification": 0,
+    "lookMemberInfo": 0,
+    "applyMemberFriend": 0,
+}
+SET_GROUP_INFO_EX = {
+    "callbackCommand": "callbackBeforeSetGroupInfoExCommand",
+    "operationID": "op-1",
+    "groupID": "g1",
+    "groupName": "Climbers",
+    "notification": None,
+    "introduction": None,
+    "faceURL": None,
+    "ex": "{}",
+    "needVerification": None,
+    "lookMemberInfo": 1,
+    "applyMemberFriend": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "echoed"),
+    [
+        (
+            SET_GROUP_INFO,
+            {"groupID": "g1", "groupName": "Climbers", "faceURL": "https://x/face.png", "introduction": "we climb"},
+        ),
+        (
+            SET_GROUP_INFO_EX,
+            {
+                "groupID": "g1",
+                "groupName": "Climbers",
+                "faceURL": None,
+                "introduction": None,
+                "ex": "{}",
+                "needVerification": None,
+                "lookMemberInfo": 1,
+                "applyMemberFriend": None,
+            },
+        ),
+    ],
+    ids=["beforeSetGroupInfo", "beforeSetGroupInfoEx"],
+)
+async def test_allowing_a_group_info_update_echoes_what_openim_copies_back(
+    gateway: Gateway, body: dict[str, Any], echoed: dict[str, Any]
+) -> None:
+    """OpenIM copies these fields from the answer unconditionally: without them it would update group ""."""
+    assert await hook(gateway, body["callbackCommand"], body) == (200, ALLOW | echoed)
+
+
+async def test_every_other_before_callback_is_allowed_with_nothing_openim_would_copy(gateway: Gateway) -> None:
+    """Any field beyond the five would modify the action (users, content, remark, userIDList ...)."""
+    bodies = {command: body for command, body, _ in ACTING}
+    for command, (kind, _) in COMMANDS.items():
+        if kind == "before" and command not in ECHOED:
+            body = bodies.get(command, {"callbackCommand": command})
+            assert await hook(gateway, command, body) == (200, ALLOW), command
+
+
+async def test_a_large_message_starting_with_a_banned_word_is_blocked(gateway: Gateway) -> None:
+    """A 300 KiB text was over the old 256 KiB limit: answered 413, which OpenIM reads as allow."""
+    command = "callbackBeforeSendSingleMsgCommand"
+    big = message(command, "scam " + "and more words " * 20_000)
+    assert len(orjson.dumps(big)) > 300_000
+    status, body = await hook(gateway, command, big)
+    assert (status, body["nextCode"], body["errMsg"]) == (200, 1, "the message contains a banned word")
+
+
+UNEVALUATED = [
+    ("too_large", 413, message("callbackBeforeSendSingleMsgCommand", "x" * MAX_BODY)),
+    ("malformed", 400, b"{not json"),
+    ("no_command", 400, b'{"sendID":"u1"}'),
+    ("command_mismatch", 400, message("callbackBeforeSendGroupMsgCommand")),
+    ("invalid", 400, message("callbackBeforeSendSingleMsgCommand", sendID=5)),
+    ("wrong_secret", 404, message("callbackBeforeSendSingleMsgCommand")),
+]
+
+
+@pytest.mark.parametrize(("reason", "status", "body"), UNEVALUATED, ids=[u[0] for u in UNEVALUATED])
+@pytest.mark.parametrize("policy", ["open", "closed"])
+async def test_a_before_callback_that_cannot_be_evaluated_gets_the_fail_policy_in_a_shape_openim_reads(
+    start_gateway: StartGateway, policy: str, reason: str, status: int, body: Any
+) -> None:
+    gateway = await start_gateway(WEBHOOK_SECRETS=SECRET, WEBHOOK_BLOCK_ERRCODE=str(BLOCK), WEBHOOK_FAIL_POLICY=policy)
+    command = "callbackBeforeSendSingleMsgCommand"
+    secret = "wrong-secret-0123456789" if reason == "wrong_secret" else SECRET
+    answered_status, answer = await hook(gateway, command, body, secret=secret)
+    assert answered_status == status, "the status still says what went wrong (OpenIM does not read it)"
+    if policy == "closed":
+        assert answer == UNAVAILABLE, "a block: OpenIM refuses the action"
+    else:
+        assert set(answer) == {"errCode", "errMsg", "errDlt"}, "the envelope, no nextCode: OpenIM goes on"
+    outcome = "wrong_secret" if reason == "wrong_secret" else f"rejected_{reason}"
+    label = "unknown" if reason == "wrong_secret" else command
+    metrics = gateway.app[METRICS]
+    assert sample(metrics, "messenger_gw_webhook_requests_total", command=label, outcome=outcome) == 1
+    assert sample(metrics, "messenger_gw_webhook_rule_failures_total", policy=policy) == 1
+
+
+async def test_a_before_callback_from_outside_the_allowlist_fails_closed_when_told_to(
+    start_gateway: StartGateway,
+) -> None:
+    gateway = await start_gateway(
+        WEBHOOK_SECRETS=SECRET,
+        WEBHOOK_BLOCK_ERRCODE=str(BLOCK),
+        WEBHOOK_FAIL_POLICY="closed",
+        WEBHOOK_ALLOWED_CIDRS="10.0.0.0/8",
+    )
+    command = "callbackBeforeSendSingleMsgCommand"
+    assert await hook(gateway, command, message(command)) == (404, UNAVAILABLE)
 
 
 @pytest.mark.parametrize(("policy", "next_code"), [("open", 0), ("closed", 1)])
@@ -331,6 +650,25 @@ async def test_a_duplicate_delivery_is_processed_once(gateway: Gateway, clean_re
     assert audited[0].fields["target"] == b"g1"
 
 
+async def test_identical_bodies_under_different_operation_ids_are_two_events(
+    gateway: Gateway, clean_redis: RedisProcess
+) -> None:
+    """A kick carries no event ID, and OpenIM never retries: the same kick again is a second kick."""
+    command = "callbackAfterKickGroupCommand"
+    kick = {"callbackCommand": command, "groupID": "g3", "kickedUserIDs": ["u3"], "reason": ""}
+    for operation_id in ("op-kick-1", "op-kick-2", "op-kick-2"):  # the last: the same request delivered twice
+        assert (await hook(gateway, command, kick, headers={"Operationid": operation_id}))[0] == 200
+    await drain(gateway)
+    entries = await gateway.app[STORE].read_range_reverse("gw:audit", count=10)
+    assert [e.fields["target"] for e in entries if e.fields["operation"] == b"openim.group.kicked"] == [b"g3:u3"] * 2
+    assert (
+        sample(
+            gateway.app[METRICS], "messenger_gw_webhook_events_total", command=command, content_type="", session_type=""
+        )
+        == 2
+    )
+
+
 async def test_kicks_are_audited_and_unknown_commands_kept(gateway: Gateway, clean_redis: RedisProcess) -> None:
     kick = {
         "callbackCommand": "callbackAfterKickGroupCommand",
@@ -367,11 +705,29 @@ class FlakyStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.down = False
+        self.appending: Callable[[Any], Awaitable[None]] | None = None  # runs as each append starts
 
     async def append(self, stream: str, fields: Any, *, max_len: int | None = None) -> str:
+        if self.appending is not None:
+            await self.appending(fields)
         if self.down:
             raise StoreError("ConnectionError: down")
         return await super().append(stream, fields, max_len=max_len)
+
+
+def receiver_over(store: Store, spool: Path) -> WebhookReceiver:
+    settings = Settings.from_env({"MESSENGER_GW_WEBHOOK_SECRETS": SECRET}, dev=True).webhooks
+    return WebhookReceiver(settings, store, Bans(store, Invalidation(store)), metrics=Metrics(), spool=Spool(spool))
+
+
+def record(n: int) -> dict[str, Any]:
+    return {
+        "command": "callbackAfterUserOnlineCommand",
+        "key": f"k{n}",
+        "body": "{}",
+        "operationID": "",
+        "receivedAt": n,
+    }
 
 
 async def test_a_poison_event_is_retried_then_dead_lettered() -> None:
@@ -404,24 +760,73 @@ async def test_a_poison_event_is_retried_then_dead_lettered() -> None:
 
 async def test_events_arriving_while_the_store_is_down_are_spooled_and_replayed(tmp_path: Path) -> None:
     store = FlakyStore()
-    settings = Settings.from_env({"MESSENGER_GW_WEBHOOK_SECRETS": SECRET}, dev=True).webhooks
-    from messenger_gw.bans import Bans
-    from messenger_gw.invalidation import Invalidation
-
-    receiver = WebhookReceiver(
-        settings, store, Bans(store, Invalidation(store)), metrics=Metrics(), spool=Spool(tmp_path)
-    )
+    receiver = receiver_over(store, tmp_path)
     store.down = True
-    records = [
-        {"command": "callbackAfterUserOnlineCommand", "key": f"k{i}", "body": "{}", "operationID": "", "receivedAt": i}
-        for i in range(3)
-    ]
-    assert [await receiver.keep(r) for r in records] == ["spooled"] * 3
+    assert [await receiver.keep(record(n)) for n in range(3)] == ["spooled"] * 3
     assert receiver.spool.pending() == 3
     store.down = False
     assert await receiver.spool.replay(receiver.append) == 3
     assert [e.fields["key"] for e in await store.read_range(STREAM, count=10)] == [b"k0", b"k1", b"k2"]
     assert receiver.spool.pending() == 0
+
+
+async def test_an_event_spooled_while_a_replay_runs_is_replayed_next(tmp_path: Path) -> None:
+    store = FlakyStore()
+    receiver = receiver_over(store, tmp_path)
+    store.down = True
+    assert await receiver.keep(record(0)) == "spooled"
+    store.down = False
+
+    async def store_blinks_during_the_replay(fields: Any) -> None:
+        if fields["key"] == b"k0":  # the replay is delivering k0 when k1 arrives and fails to store
+            store.appending, store.down = None, True
+            assert await receiver.keep(record(1)) == "spooled"
+            store.down = False
+
+    store.appending = store_blinks_during_the_replay
+    async with replaying(receiver):
+        async with asyncio.timeout(3 * REPLAY_INTERVAL):
+            while len(await store.read_range(STREAM, count=10)) < 2:  # noqa: ASYNC110 - the replay loop, watched from outside
+                await asyncio.sleep(0.02)
+    assert [e.fields["key"] for e in await store.read_range(STREAM, count=10)] == [b"k0", b"k1"]
+    assert receiver.spool.pending() == 0
+
+
+async def test_spooling_while_the_store_is_down_leaves_the_event_loop_free(
+    start_gateway: StartGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow disk delays the spooled event's answer, never every other request of the worker."""
+    spool = tmp_path / "spool"
+    gateway = await start_gateway(
+        WEBHOOK_SECRETS=SECRET, WEBHOOK_SPOOL_DIR=str(spool), REDIS_URL="redis://127.0.0.1:1/0"
+    )
+    fsync, synced = os.fsync, asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow_fsync(fd: int) -> None:
+        time.sleep(0.5)
+        fsync(fd)
+        loop.call_soon_threadsafe(synced.set)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    stalls: list[float] = []
+
+    async def watch_the_loop() -> None:
+        while True:
+            started = loop.time()
+            await asyncio.sleep(0.01)
+            stalls.append(loop.time() - started - 0.01)
+
+    command = "callbackAfterSendSingleMsgCommand"
+    watcher = asyncio.create_task(watch_the_loop())
+    try:
+        answer = await hook(gateway, command, message(command))
+    finally:
+        watcher.cancel()
+    assert answer == (200, ALLOW)
+    assert synced.is_set(), "answered only once the event was fsync'd"
+    assert Spool(spool).pending() == 1
+    assert max(stalls) < 0.25, f"the event loop stalled {max(stalls):.2f} s"
 
 
 # -- end to end: the sandbox fires OpenIM's callbacks at the gateway ---------------------------------------
