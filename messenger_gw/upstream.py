@@ -9,13 +9,14 @@ tenth of that (``docs/performance.md``, "The upstream client"). It does only
 what calls to OpenIM need:
 
 * requests with a body of bytes, written in one piece with ``Host`` and
-  ``Content-Length``; the caller's headers must not carry ``Host``,
-  ``Content-Length``, ``Transfer-Encoding`` or ``Connection``, and a header
-  holding CR or LF, or a target holding a space or a control character, is
-  refused;
-* answers framed by ``Content-Length``, chunked, or by the end of the
-  connection, parsed by httptools (llhttp, as in uvicorn), and decoded when
-  OpenIM gzips them (``Accept-Encoding: gzip`` is asked for);
+  ``Content-Length``; a caller's header named ``Host``, ``Content-Length``,
+  ``Transfer-Encoding`` or ``Connection`` (which would change the framing), a
+  header holding CR or LF, or a target holding a space or a control character,
+  is refused (``ValueError``) before anything is sent;
+* HTTP/1.1 or 1.0 answers framed by ``Content-Length``, chunked, or by the end
+  of the connection, parsed by httptools (llhttp, as in uvicorn), and decoded
+  when OpenIM gzips them (``Accept-Encoding: gzip`` is asked for), within the
+  bounds below;
 * a bounded pool, most recently used connection first; a bounded wait for a
   free connection and a bounded connect; idle connections closed after
   ``keepalive`` seconds, before the server's own idle limit is likely to bite;
@@ -25,14 +26,18 @@ what calls to OpenIM need:
   :class:`ConnectError` is the caller's choice.
 
 Answers are buffered up to :data:`HIGH_WATER` bytes before reading from the
-socket pauses; reading the answer resumes it.
+socket pauses; reading the answer resumes it. A compressed answer is decoded
+:data:`DECODE_STEP` bytes at a time, as it is read: what has arrived but is not
+decoded yet stays compressed, and reading from the socket waits for it.
 
 Errors, all :class:`UpstreamError`:
 
 * ConnectError - no connection could be made; nothing was sent.
 * ConnectTimeout - no connection within the pool or connect timeout; nothing was sent.
 * AnswerRefused - the answer breaks a rule the pool keeps; its ``kind`` names the
-  rule: ``upgrade`` (a 101: nothing asks to switch protocols).
+  rule: ``upgrade`` (a 101: nothing asks to switch protocols), ``http_version``
+  (not HTTP/1.1 or 1.0), ``header_too_large``, ``too_many_headers``,
+  ``answer_too_large`` (the bounds below).
 * UpstreamError itself - the connection failed or closed before the answer was
   complete, or the answer is not HTTP/1.1 the pool can read.
 
@@ -56,6 +61,22 @@ import httptools
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 KEEPALIVE = 15.0
+
+# What an answer can make the pool hold. The header bounds are aiohttp's client's
+# (``ClientSession`` in aiohttp 3.14: ``max_field_size=8190``, ``max_headers=128``).
+MAX_FIELD_SIZE = 8190  # one header field: its name, ": " and its value
+MAX_HEADERS = 128  # fields in one answer's head and trailers together
+# Bytes of head (or of trailers) in a row: what the two bounds above allow, and a bound on what
+# httptools holds while a field is still arriving (it keeps the field whole until it ends).
+MAX_HEAD_BYTES = MAX_FIELD_SIZE * (MAX_HEADERS + 1)
+# A compressed answer is decoded this much at a time, the rest held compressed until it is read:
+# deflate expands up to about 1000 times, so one socket read decoded whole could take hundreds of MiB.
+DECODE_STEP = 64 * 1024
+# An answer's body, decoded: a few KiB of gzip cannot expand beyond it, and no answer read whole
+# holds more. An OpenIM answer is one page of a list; one this large is not one anybody asked for.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+# A caller's header with one of these names would change how the request is framed or routed.
+FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
 class PoolState(NamedTuple):
@@ -129,6 +150,9 @@ class UpstreamPool:
     async def request(self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes) -> Answer:
         """Send one request with ``headers`` (name and value pairs); return its answer once the status
         line and headers are in."""
+        for name, _ in headers:
+            if name.lower() in FRAMING_HEADERS:
+                raise ValueError(f"the pool sets {name} itself: a caller may not")
         fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
         if fields.count("\n") != len(headers) or fields.count("\r") != len(headers):
             raise ValueError("a header name or value holds CR or LF")
@@ -247,16 +271,22 @@ class UpstreamPool:
 class Answer:
     """An answer's status, and its body as it arrives."""
 
-    __slots__ = ("_connection", "_decoder", "_done", "_error", "_headers", "_parts", "_size", "_waiter", "status")
+    __slots__ = (
+        "_connection", "_decoder", "_done", "_ended", "_error", "_headers", "_parts", "_size", "_tail", "_total",
+        "_waiter", "status",
+    )  # fmt: skip
 
     def __init__(self, connection: _Connection) -> None:
         self._connection: _Connection | None = connection
         self._headers: asyncio.Future[None] = connection.loop.create_future()
         self._waiter: asyncio.Future[None] | None = None
         self._decoder: zlib._Decompress | None = None
+        self._tail = b""  # compressed body that has arrived and is not decoded yet
         self._parts: collections.deque[bytes] = collections.deque()
-        self._size = 0
-        self._done = False
+        self._size = 0  # in _parts
+        self._total = 0  # of the body so far, decoded
+        self._ended = False  # all of the answer has arrived
+        self._done = False  # ... and is decoded
         self._error: UpstreamError | None = None
         self.status = 0
 
@@ -271,6 +301,9 @@ class Answer:
                 raise self._error
             if self._done:
                 return b""
+            if self._tail:  # arrived, compressed: decoding it needs no wait
+                self._decode(HIGH_WATER if size >= 0 else MAX_ANSWER_BYTES + 1)
+                continue
             if self._connection is None:
                 raise UpstreamError("the answer was closed before its end")
             self._connection.resume_reading()  # reading the whole body may need more than HIGH_WATER
@@ -282,8 +315,11 @@ class Answer:
         else:
             data = self._take(size)
         self._size -= len(data)
-        if self._connection is not None and self._size < LOW_WATER:
-            self._connection.resume_reading()
+        if self._size < LOW_WATER:
+            if self._tail:
+                self._decode(HIGH_WATER)
+            elif self._connection is not None:
+                self._connection.resume_reading()
         return data
 
     def close(self) -> None:
@@ -292,6 +328,7 @@ class Answer:
         if connection is not None and not self._done:
             connection.abort()
         self._parts.clear()
+        self._tail = b""
 
     def _take(self, size: int) -> bytes:
         taken: list[bytes] = []
@@ -308,36 +345,79 @@ class Answer:
     # -- fed by the connection ----------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
-        if self._decoder is not None:
+        if self._decoder is None:
+            self._push(data)
+        else:
+            self._tail = self._tail + data if self._tail else data
+            self._decode(HIGH_WATER)
+
+    def _push(self, data: bytes) -> None:
+        self._total += len(data)
+        if self._total > MAX_ANSWER_BYTES:
+            self._refuse(AnswerRefused("answer_too_large", f"the answer's body is over {MAX_ANSWER_BYTES} bytes"))
+            return
+        self._parts.append(data)
+        self._size += len(data)
+        self._wake()
+        if self._size > HIGH_WATER and self._connection is not None:
+            self._connection.pause_reading()
+
+    def _decode(self, room: int) -> None:
+        """Decode what has arrived while less than ``room`` bytes wait unread."""
+        decoder = self._decoder
+        assert decoder is not None
+        while self._tail and self._size < room and self._error is None:
             try:
-                data = self._decoder.decompress(data)
+                data = decoder.decompress(self._tail, DECODE_STEP)
             except zlib.error:
-                self._fail(UpstreamError("the answer's gzip encoding is broken"))
+                self._refuse(UpstreamError("the answer's gzip encoding is broken"))
                 return
-        if data:
-            self._parts.append(data)
-            self._size += len(data)
-            self._wake()
-            if self._size > HIGH_WATER and self._connection is not None:
+            self._tail = b"" if decoder.eof else decoder.unconsumed_tail
+            if data:
+                self._push(data)
+        if self._error is not None:
+            return
+        if self._tail:
+            if self._connection is not None:  # no more from the socket until this is read
                 self._connection.pause_reading()
+        elif self._ended:
+            self._finish()
 
     def _end(self) -> None:
-        if self._decoder is not None:
-            rest = self._decoder.flush()
-            if not self._decoder.eof:
-                self._fail(UpstreamError("the answer's gzip stream is truncated"))
+        self._ended = True
+        if self._error is None and not self._tail:
+            self._finish()
+
+    def _finish(self) -> None:
+        """All of the answer is in and decoded, but for what zlib holds back."""
+        decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            rest = decoder.flush()  # all input is consumed: at most what zlib held back
+            if not decoder.eof:
+                self._refuse(UpstreamError("the answer's gzip stream is truncated"))
                 return
-            self._decoder = None
             if rest:
-                self._parts.append(rest)
-                self._size += len(rest)
+                self._push(rest)
+                if self._error is not None:
+                    return
         self._done = True
+        connection, self._connection = self._connection, None
+        if connection is not None:  # only now: an answer refused while it is decoded drops it
+            connection._answered()
         self._wake()
+
+    def _refuse(self, error: UpstreamError) -> None:
+        """The answer cannot be read on: its reader gets ``error``, and its connection, if it still has it, goes."""
+        self._fail(error)
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection._fail(error)  # dropped, and it feeds this answer no more
 
     def _fail(self, error: UpstreamError) -> None:
         if self._done or self._error is not None:
             return
         self._error = error
+        self._tail = b""
         if not self._headers.done():
             self._headers.set_exception(error)
         self._wake()
@@ -361,12 +441,22 @@ class _Connection(asyncio.Protocol):
         self._framed = False  # the answer's length is known: it does not end with the connection
         self._paused = False
         self._closed = False  # aborted, or lost: out of the pool either way
+        # Of the message being parsed (an interim answer is a message of its own):
+        self._first = False  # no byte of the answer has arrived yet
+        self._keep_alive = False  # the answer allows the connection to carry the next call
+        self._in_head = False  # its head is not complete: what follows is trailers
+        self._fields = 0  # header fields so far, trailers included
+        self._unframed_bytes = 0  # bytes since the last body data: head, chunk sizes, trailers
+        self._encoding: bytes | None = None
 
     async def send(self, head: bytes, body: bytes) -> Answer:
         if self._closed or self._transport is None:  # closed while idle, after the pool handed it out
             raise UpstreamError(f"the connection to {self._pool.origin} closed")
         answer = self._answer = Answer(self)
         self._framed = False
+        self._first = True
+        self._keep_alive = False
+        self._next_message()
         self._transport.writelines((head, body))
         try:
             await answer._headers
@@ -408,6 +498,12 @@ class _Connection(asyncio.Protocol):
         if self._answer is None:  # nothing was asked: the stream is out of step
             self.abort()
             return
+        if self._first:
+            self._first = False
+            if data[0] != 72:  # "H": llhttp takes an answer in RTSP/1.0 or ICE/1.0 as one in HTTP/1.0
+                self._fail(AnswerRefused("http_version", f"{self._pool.origin} sent an answer that is not HTTP/1.x"))
+                return
+        self._unframed_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:  # a callback below refused the answer
@@ -417,6 +513,10 @@ class _Connection(asyncio.Protocol):
             self._fail(refusal)
         except httptools.HttpParserError as exc:
             self._failed(f"sent an answer that is not HTTP/1.1 ({exc})")
+        else:
+            if self._unframed_bytes > MAX_HEAD_BYTES and self._answer is not None:
+                what = f"{self._pool.origin} sent over {MAX_HEAD_BYTES} bytes of header"
+                self._fail(AnswerRefused("header_too_large", what))
 
     def eof_received(self) -> bool:
         return False  # close: an answer is never written to a connection half closed
@@ -435,32 +535,50 @@ class _Connection(asyncio.Protocol):
     # -- httptools ------------------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields += 1
+        if self._fields > MAX_HEADERS:
+            what = f"{self._pool.origin} sent over {MAX_HEADERS} header fields"
+            raise AnswerRefused("too_many_headers", what)
+        if len(name) + len(value) + 2 > MAX_FIELD_SIZE:
+            what = f"{self._pool.origin} sent a header field over {MAX_FIELD_SIZE} bytes"
+            raise AnswerRefused("header_too_large", what)
+        if not self._in_head:  # a trailer: the body it follows was framed and decoded by the head
+            return
         name = name.lower()
         if name == b"content-length" or name == b"transfer-encoding":
             self._framed = True
-        elif name == b"content-encoding" and (answer := self._answer) is not None:
-            encoding = value.strip().lower()
-            if encoding in (b"gzip", b"x-gzip", b"deflate"):
-                answer._decoder = zlib.decompressobj(wbits=47)  # zlib or gzip, told apart by their headers
-            elif encoding != b"identity":
-                self._failed(f"answered in an encoding it was not offered ({encoding!r})")
+        elif name == b"content-encoding":  # several are several encodings, none of them offered
+            self._encoding = value if self._encoding is None else self._encoding + b"," + value
 
     def on_headers_complete(self) -> None:
         answer = self._answer
         if answer is None:  # a second answer to one request: the stream is out of step
             self._failed("sent an answer nothing asked for")
             return
-        answer.status = self._parser.get_status_code()
-        if answer.status == 101:  # nothing asked to switch protocols: llhttp would stop parsing here
+        version = self._parser.get_http_version()
+        if version != "1.1" and version != "1.0":  # llhttp also takes 0.9 and 2.0 here
+            raise AnswerRefused("http_version", f"{self._pool.origin} answered in HTTP/{version}")
+        status = self._parser.get_status_code()
+        if status == 101:  # nothing asked to switch protocols: llhttp would stop parsing here
             raise AnswerRefused("upgrade", f"{self._pool.origin} switched protocols (101) unasked")
-        if answer.status < 200:  # 1xx: an interim answer, the real one follows
+        self._in_head = False
+        encoding, self._encoding = self._encoding, None
+        if status < 200:  # 1xx: an interim answer, the real one follows; its headers describe no body
             return
-        if answer.status in (204, 304):
+        answer.status = status
+        if encoding is not None:
+            encoding = encoding.strip().lower()
+            if encoding in (b"gzip", b"x-gzip", b"deflate"):
+                answer._decoder = zlib.decompressobj(wbits=47)  # zlib or gzip, told apart by their headers
+            elif encoding != b"identity":
+                raise UpstreamError(f"{self._pool.origin} answered in an encoding it was not offered ({encoding!r})")
+        if status in (204, 304):
             self._framed = True
         if not answer._headers.done():
             answer._headers.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        self._unframed_bytes = 0
         answer = self._answer
         if answer is not None:
             answer._feed(body)
@@ -470,13 +588,24 @@ class _Connection(asyncio.Protocol):
         if answer is None or answer.status < 200:  # the end of an interim answer
             self._answer = answer
             self._framed = False
+            self._next_message()
             return
-        answer._end()
-        answer._connection = None
-        if self._parser.should_keep_alive() and answer._error is None and not self._closed:
+        self._keep_alive = self._parser.should_keep_alive()
+        answer._end()  # which hands the connection back by _answered once the answer is decoded, or drops it
+
+    def _answered(self) -> None:
+        """The answer it carried is complete, read from the socket and decoded."""
+        self.resume_reading()  # reading the answer paused it: the next call's answer must get through
+        if self._keep_alive and not self._closed:
             self._pool._reuse(self)
         else:
             self.abort()
+
+    def _next_message(self) -> None:
+        self._in_head = True
+        self._fields = 0
+        self._unframed_bytes = 0
+        self._encoding = None
 
     def _failed(self, what: str) -> None:
         self._fail(UpstreamError(f"{self._pool.origin} {what}"))

@@ -11,12 +11,13 @@ from aiohttp.test_utils import TestServer
 from messenger_gw.client import GatewayClient
 from messenger_gw.metrics import METRICS
 from messenger_gw.openim import OPENIM
-from messenger_gw.upstream import PoolState
+from messenger_gw.upstream import MAX_FIELD_SIZE, MAX_HEADERS, PoolState
 
 from .conftest import GOOD_CODE, LOOPBACK, StartGateway, base_url, sample
 from .test_im_proxy import im
 
 ROUTE = "/msg/get_server_time"
+ENVELOPE = b'{"errCode":0}'
 
 
 class StandIn:
@@ -83,8 +84,11 @@ async def logged_in(client: GatewayClient) -> GatewayClient:
     ("answer", "kind"),
     [
         (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", "upgrade"),
+        (b"HTTP/2.0 200 OK\r\nContent-Length: 13\r\n\r\n" + ENVELOPE, "http_version"),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"v" * MAX_FIELD_SIZE + b"\r\n\r\n", "header_too_large"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X-Many: 1\r\n" * (MAX_HEADERS + 1) + b"\r\n", "too_many_headers"),
     ],
-    ids=["101"],
+    ids=["101", "http-2.0", "large-header", "many-headers"],
 )
 async def test_an_answer_the_pool_refuses_is_502_and_its_connection_is_dropped(
     start_gateway: StartGateway, sandbox_server: TestServer, answer: bytes, kind: str

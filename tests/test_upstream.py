@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import socket
 import ssl
+import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -19,7 +20,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from messenger_gw.upstream import ConnectError, ConnectTimeout, PoolState, UpstreamError, UpstreamPool
+from messenger_gw.upstream import (
+    DECODE_STEP,
+    HIGH_WATER,
+    MAX_ANSWER_BYTES,
+    MAX_FIELD_SIZE,
+    MAX_HEADERS,
+    Answer,
+    ConnectError,
+    ConnectTimeout,
+    PoolState,
+    UpstreamError,
+    UpstreamPool,
+)
 
 from .conftest import LOOPBACK, free_port
 
@@ -207,7 +220,7 @@ async def test_a_deflate_answer_is_decoded(
         (ok(b"not gzip at all", "Content-Encoding: gzip"), "gzip encoding is broken"),
         (ok(gzip.compress(b"x" * 1000)[:-12], "Content-Encoding: gzip"), "gzip stream is truncated"),
         (ok(b"xx", "Content-Encoding: br"), "encoding it was not offered"),
-        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not HTTP/1.1"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not HTTP/1"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", "closed the connection before the answer"),
         (b"HTTP/1.1 200 OK\r\nContent-Le", "closed the connection before the answer"),
     ],
@@ -276,6 +289,139 @@ async def test_a_101_answer_is_refused_as_an_upstream_error_without_a_fatal_prot
         refusal = await refused(pools(server.url, max_connections=1), server, "upgrade")
     assert "switched protocols (101)" in str(refusal)
     assert [record.getMessage() for record in caplog.records if record.name == "asyncio"] == []
+
+
+def field(name: str, size: int) -> str:
+    """A header field line of exactly ``size`` bytes (name, ": ", value)."""
+    return f"{name}: {'v' * (size - len(name) - 2)}\r\n"
+
+
+@pytest.mark.parametrize("size", [MAX_FIELD_SIZE, MAX_FIELD_SIZE + 1])
+async def test_a_header_field_over_8190_bytes_is_refused(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool], size: int
+) -> None:
+    answer = ok(b"big", field("X-Big", size).removesuffix("\r\n")).replace(
+        b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\n"
+    )
+    server = await serve(refusing_first(answer))
+    pool = pools(server.url, max_connections=1)
+    if size > MAX_FIELD_SIZE:
+        await refused(pool, server, "header_too_large")
+    else:
+        assert await body_of(pool) == b"big"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nX-Endless: " + b"v" * (2 << 20),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Endless: " + b"v" * (2 << 20),
+    ],
+    ids=["head", "trailers"],
+)
+async def test_a_head_that_never_ends_is_refused_before_it_is_held_whole(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool], answer: bytes
+) -> None:
+    server = await serve(refusing_first(answer))
+    await refused(pools(server.url, max_connections=1), server, "header_too_large")
+
+
+@pytest.mark.parametrize("fields", [MAX_HEADERS, MAX_HEADERS + 1])
+async def test_more_than_128_header_fields_are_refused(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool], fields: int
+) -> None:
+    answer = ok(b"many", *[f"X-Field-{n}: {n}" for n in range(fields - 1)])  # and Content-Length
+    server = await serve(refusing_first(answer))
+    pool = pools(server.url, max_connections=1)
+    if fields > MAX_HEADERS:
+        await refused(pool, server, "too_many_headers")
+    else:
+        assert await body_of(pool) == b"many"
+
+
+async def read_in_parts(answer: Answer, sizes: list[int]) -> None:
+    """Read ``answer`` to its end 64 KiB at a time, noting the size of each part in ``sizes``."""
+    while not answer.at_eof():
+        sizes.append(len(await answer.read(65536)))
+
+
+def gzipped_zeros(size: int) -> bytes:
+    packer = zlib.compressobj(9, wbits=31)
+    block = bytes(1 << 20)
+    whole, rest = divmod(size, len(block))
+    return b"".join([*(packer.compress(block) for _ in range(whole)), packer.compress(block[:rest]), packer.flush()])
+
+
+@pytest.mark.parametrize("reading", ["whole", "in-parts"])
+async def test_a_small_gzip_answer_that_would_expand_beyond_the_bound_is_refused(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool], reading: str
+) -> None:
+    bomb = gzipped_zeros(MAX_ANSWER_BYTES + 1)
+    assert len(bomb) < MAX_ANSWER_BYTES // 500
+    server = await serve(refusing_first(ok(bomb, "Content-Encoding: gzip")))
+    pool = pools(server.url, max_connections=1)
+    if reading == "whole":
+        await refused(pool, server, "answer_too_large")
+        return
+    answer = await pool.request("POST", "/x", HEADERS, b"")
+    parts: list[int] = []
+    with pytest.raises(UpstreamError) as refusal:
+        await read_in_parts(answer, parts)
+    answer.close()
+    assert refusal.value.kind == "answer_too_large"
+    assert sum(parts) <= MAX_ANSWER_BYTES
+    assert pool.state() == PoolState(open=0, idle=0, waiting=0)
+
+
+async def test_a_gzip_answer_is_decoded_a_step_at_a_time_as_it_is_read(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
+) -> None:
+    size = 32 << 20
+    bomb = gzipped_zeros(size)  # 32 KiB: it arrives whole at once
+    server = await serve(answering(ok(bomb, "Content-Encoding: gzip"), ok(b"next")))
+    pool = pools(server.url, max_connections=1)
+    tracemalloc.start()
+    try:
+        answer = await pool.request("POST", "/x", HEADERS, b"")
+        await asyncio.sleep(0.1)
+        parts = [len(await answer.read(65536))]
+        _, held = tracemalloc.get_traced_memory()
+        await read_in_parts(answer, parts)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    answer.close()
+    assert held < HIGH_WATER + DECODE_STEP + (1 << 20), "decoded as it is read, not when it arrives"
+    assert peak < 4 << 20
+    assert (sum(parts), max(parts)) == (size, 65536)
+    assert await body_of(pool) == b"next", "the connection goes on to the next call"
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 100 Continue\r\nContent-Encoding: gzip\r\n\r\n" + ok(b"plain"),
+        b"HTTP/1.1 103 Early Hints\r\nContent-Encoding: br\r\nLink: </a.css>\r\n\r\n" + ok(b"plain"),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nplain\r\n0\r\nContent-Encoding: gzip\r\n\r\n",
+    ],
+    ids=["100", "103", "trailer"],
+)
+async def test_content_encoding_outside_the_answers_head_is_ignored(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool], answer: bytes
+) -> None:
+    server = await serve(answering(answer, answer))
+    pool = pools(server.url, max_connections=1)
+    assert [await body_of(pool), await body_of(pool)] == [b"plain", b"plain"]
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9", b"RTSP/1.0", b"ICE/1.0"])
+async def test_an_answer_in_another_protocol_version_is_refused(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool], version: bytes
+) -> None:
+    server = await serve(refusing_first(ok(b"{}").replace(b"HTTP/1.1", version, 1)))
+    await refused(pools(server.url, max_connections=1), server, "http_version")
 
 
 async def test_a_refused_connection_is_a_connect_error(pools: Callable[..., UpstreamPool]) -> None:
@@ -447,6 +593,17 @@ async def test_a_line_break_in_a_header_or_the_target_is_refused_before_anything
     for target in ("/x HTTP/1.1\r\nX-Injected: 1\r\n\r\nPOST /y", "/x y", "/x\ty"):
         with pytest.raises(ValueError, match="request target"):
             await pool.request("POST", target, [], b"")
+    assert server.connections == 0
+
+
+@pytest.mark.parametrize("name", ["Host", "content-length", "Transfer-Encoding", "CONNECTION"])
+async def test_a_header_that_would_change_the_framing_is_refused_before_anything_is_sent(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool], name: str
+) -> None:
+    server = await serve(answering(ok(b"x")))
+    pool = pools(server.url)
+    with pytest.raises(ValueError, match=f"sets {name} itself"):
+        await pool.request("POST", "/x", [*HEADERS, (name, "0")], b"")
     assert server.connections == 0
 
 
