@@ -59,7 +59,7 @@ def _sandbox(args: argparse.Namespace) -> int:
         token_expire_days=args.token_expire_days,
     )
     try:
-        server.run_sandbox(HostPort(args.host, args.port), config)
+        server.run_sandbox(HostPort(args.host, args.port), config, HostPort(args.host, args.ws_port))
     except OSError as exc:
         print(f"messenger-gw: cannot start the sandbox: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -84,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser("sandbox", help="run the OpenIM sandbox alone")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=10002)
+    sandbox.add_argument("--ws-port", type=int, default=10001, help="the msg-gateway WebSocket (default 10001)")
     sandbox.add_argument("--secret", default=OPENIM_DEFAULT_SECRET)
     sandbox.add_argument(
         "--admin-user-id", action="append", default=None, help=f"repeatable; default {OPENIM_DEFAULT_ADMIN_USER_ID}"

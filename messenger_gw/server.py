@@ -30,8 +30,8 @@ from .app import create_app
 from .edge import EdgeRunner
 from .health import DRAINING
 from .metrics import MULTIPROCESS_DIR
-from .sandbox import Sandbox, SandboxConfig, create_sandbox_app
-from .settings import DEV_ADMIN_KEY, OPENIM_DEFAULT_SECRET, HostPort, Settings
+from .sandbox import Sandbox, SandboxConfig, create_sandbox_app, create_sandbox_ws_app
+from .settings import DEV_ADMIN_KEY, DEV_OPENIM_WS_URL, OPENIM_DEFAULT_SECRET, HostPort, Settings
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,9 @@ def run_workers(workers: int) -> int:
     return status if not stopping else max((c.returncode or 0) for c in children)
 
 
-def run_sandbox(listen: HostPort, config: SandboxConfig) -> None:
+def run_sandbox(listen: HostPort, config: SandboxConfig, ws_listen: HostPort | None = None) -> None:
     _install_uvloop()
-    asyncio.run(_run_sandbox_alone(listen, config))
+    asyncio.run(_run_sandbox_alone(listen, config, ws_listen))
 
 
 @contextlib.asynccontextmanager
@@ -120,7 +120,12 @@ async def _run_gateway(settings: Settings, *, reuse_port: bool = False) -> None:
             sandbox_at = await stack.enter_async_context(
                 serving(create_sandbox_app(sandbox), settings.dev_sandbox_listen, shutdown_timeout=1)
             )
+            ws_at = await stack.enter_async_context(
+                serving(create_sandbox_ws_app(sandbox), settings.dev_sandbox_ws_listen, shutdown_timeout=1)
+            )
             settings = dataclasses.replace(settings, openim_api_url=sandbox_at.url)
+            if settings.openim_ws_url == DEV_OPENIM_WS_URL:  # not set by hand: hand out where it listens
+                settings = dataclasses.replace(settings, openim_ws_url=f"ws://{ws_at}")
         app = create_app(settings)
         gateway_at = await stack.enter_async_context(
             serving(app, settings.listen, shutdown_timeout=settings.shutdown_timeout, reuse_port=reuse_port)
@@ -139,9 +144,16 @@ async def _run_gateway(settings: Settings, *, reuse_port: bool = False) -> None:
         app[DRAINING].set()
 
 
-async def _run_sandbox_alone(listen: HostPort, config: SandboxConfig) -> None:
-    async with serving(create_sandbox_app(Sandbox(config)), listen, shutdown_timeout=1) as bound:
+async def _run_sandbox_alone(listen: HostPort, config: SandboxConfig, ws_listen: HostPort | None) -> None:
+    sandbox = Sandbox(config)
+    async with contextlib.AsyncExitStack() as stack:
+        bound = await stack.enter_async_context(serving(create_sandbox_app(sandbox), listen, shutdown_timeout=1))
         print(f"OpenIM sandbox (v3.8.3 REST contract) on {bound.url}", flush=True)
+        if ws_listen is not None:
+            ws_at = await stack.enter_async_context(
+                serving(create_sandbox_ws_app(sandbox), ws_listen, shutdown_timeout=1)
+            )
+            print(f"OpenIM sandbox msg-gateway (WebSocket) on ws://{ws_at}", flush=True)
         await _wait_for_stop_signal()
 
 
@@ -175,6 +187,7 @@ def _banner(settings: Settings, gateway: HostPort) -> str:
 messenger-gw {__version__}: dev mode ({store}, OpenIM at {api})
   gateway         {gateway.url}
   OpenIM sandbox  {api}
+  msg-gateway     {settings.openim_ws_url}
 
 Try it:
   curl -s {gateway.url}/healthz

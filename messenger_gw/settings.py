@@ -31,6 +31,8 @@ DEV_ADMIN_KEY = "dev-admin-key"
 DEV_ADMIN_KEYS = f"dev:{hashlib.sha256(DEV_ADMIN_KEY.encode()).hexdigest()}"
 # Dev mode's webhook secret: the embedded sandbox calls the gateway's receiver with it.
 DEV_WEBHOOK_SECRET = "dev-webhook-secret-0001"
+# Dev mode's wsURL: the embedded sandbox's msg-gateway (DEV_SANDBOX_WS_LISTEN's default).
+DEV_OPENIM_WS_URL = "ws://127.0.0.1:10001"
 
 # OpenIM moves older admin tokens to a 5-minute grace state whenever a new one
 # is minted (contract, section 11), so a cached admin token must be younger.
@@ -172,6 +174,7 @@ class Settings:
     shutdown_timeout: float
     log_level: str
     dev_sandbox_listen: HostPort
+    dev_sandbox_ws_listen: HostPort
     session_ttl: float
     handshake_rate_limit: int
     trusted_proxies: tuple[Network, ...]
@@ -213,7 +216,7 @@ class Settings:
             openim_ws_url=env.read(
                 "OPENIM_WS_URL",
                 _url(("ws", "wss")),
-                default="ws://127.0.0.1:10001" if dev else None,
+                default=DEV_OPENIM_WS_URL if dev else None,
             ),
             openim_timeouts=UpstreamTimeouts(
                 connect=env.read("OPENIM_CONNECT_TIMEOUT", _seconds(0.01, 60), default="2"),
@@ -230,6 +233,7 @@ class Settings:
             shutdown_timeout=env.read("SHUTDOWN_TIMEOUT", _seconds(0, 600), default="15"),
             log_level=env.read("LOG_LEVEL", _choice("debug", "info", "warning", "error"), default="info"),
             dev_sandbox_listen=env.read("DEV_SANDBOX_LISTEN", _host_port, default="127.0.0.1:10002"),
+            dev_sandbox_ws_listen=env.read("DEV_SANDBOX_WS_LISTEN", _host_port, default="127.0.0.1:10001"),
             session_ttl=env.read("SESSION_TTL", _seconds(60, 30 * 86400), default="86400"),
             handshake_rate_limit=env.read("HANDSHAKE_RATE_LIMIT", _integer(0, 1_000_000), default="20"),
             trusted_proxies=env.read("TRUSTED_PROXIES", _networks, default=""),
@@ -351,6 +355,7 @@ class Settings:
         yield PREFIX + "WEBHOOK_SPOOL_DIR", str(hooks.spool_dir)
         if self.dev:
             yield PREFIX + "DEV_SANDBOX_LISTEN", str(self.dev_sandbox_listen)
+            yield PREFIX + "DEV_SANDBOX_WS_LISTEN", str(self.dev_sandbox_ws_listen)
 
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)

@@ -89,7 +89,11 @@ def test_each_malformed_variable_gives_one_line_and_exit_2(variable: str, value:
 @pytest.fixture
 def dev_gateway() -> Iterator[tuple[subprocess.Popen[str], str, str]]:
     gateway, sandbox = f"{LOOPBACK}:{free_port()}", f"{LOOPBACK}:{free_port()}"
-    env = clean_env(MESSENGER_GW_LISTEN=gateway, MESSENGER_GW_DEV_SANDBOX_LISTEN=sandbox)
+    env = clean_env(
+        MESSENGER_GW_LISTEN=gateway,
+        MESSENGER_GW_DEV_SANDBOX_LISTEN=sandbox,
+        MESSENGER_GW_DEV_SANDBOX_WS_LISTEN=f"{LOOPBACK}:{free_port()}",
+    )
     process = subprocess.Popen([*COMMAND, "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         yield process, f"http://{gateway}", f"http://{sandbox}"
@@ -175,7 +179,9 @@ def test_address_in_use_is_a_clear_error() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         env = clean_env(
-            MESSENGER_GW_LISTEN=f"{LOOPBACK}:{free_port()}", MESSENGER_GW_DEV_SANDBOX_LISTEN=f"{LOOPBACK}:{port}"
+            MESSENGER_GW_LISTEN=f"{LOOPBACK}:{free_port()}",
+            MESSENGER_GW_DEV_SANDBOX_LISTEN=f"{LOOPBACK}:{port}",
+            MESSENGER_GW_DEV_SANDBOX_WS_LISTEN=f"{LOOPBACK}:{free_port()}",
         )
         result = run("dev", env=env)
     assert result.returncode == 1

@@ -19,9 +19,17 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from aiohttp.web_response import ContentCoding
 
-from . import auth_routes, conversation_routes, group_routes, msg_routes, user_routes  # noqa: F401 - they register routes
+from . import (  # noqa: F401 - they register routes
+    auth_routes,
+    conversation_routes,
+    friend_routes,
+    group_routes,
+    jssdk_routes,
+    msg_routes,
+    user_routes,
+)
 from .envelope import Body, CodeError, envelope
-from .routing import ROUTES, TOKEN_FREE_PREFIXES
+from .routing import RAW_BODY_ROUTES, ROUTES, TOKEN_FREE_PREFIXES, RawBody
 from .state import OPERATION_ID, Caller, Sandbox
 from .webhooks import WebhookSender
 
@@ -76,7 +84,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         handler = ROUTES.get(path) if request.method == "POST" else None
         if handler is None:
             return web.Response(status=404, text="404 page not found", headers=CORS_HEADERS)
-        body = _decode(await request.read())
+        raw = await request.read()
+        body = RawBody(request.headers.get("Content-Type", ""), raw) if path in RAW_BODY_ROUTES else _decode(raw)
         data = handler(sandbox, caller, body)
         if inspect.isawaitable(data):
             data = await data

@@ -55,4 +55,5 @@ def force_logout(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     check(bool(user_id) and 1 <= platform_id <= 10)
     require_admin(caller)
     sb.kick(user_id, platform_id)
+    sb.connections.kick(user_id, platform_id)  # KickUserOffline: 2002 to the live connections
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .envelope import Body, CodeError
+from .friend_routes import incremental
 from .routing import check, route
 from .state import Caller, Sandbox
 
@@ -102,4 +103,18 @@ def set_conversations(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
             value = conversation.get(name)
             if value is not None:  # wrappers: absent or null leaves the value unchanged
                 record[name] = value
+        sb.version_log("conversation", user_id).change(cid, "update")
     return None
+
+
+@route("/conversation/get_incremental_conversations")
+def get_incremental_conversations(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    user_id = body.string("userID")  # no check in v3.8.3
+    return incremental(sb, "conversation", user_id, body, lambda c: sb.conversations.get((user_id, c)))
+
+
+@route("/conversation/get_not_notify_conversation_ids")
+def get_not_notify_conversation_ids(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    # FindUserIDAllNotNotifyConversationID: recvMsgOpt 2 (receive, do not notify).
+    user_id = body.string("userID")
+    return {"conversationIDs": [c["conversationID"] for c in _owned(sb, user_id) if c["recvMsgOpt"] == 2] or None}

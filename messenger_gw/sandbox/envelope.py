@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 ERR_NAMES = {
@@ -62,6 +63,8 @@ def envelope(data: Any = None, *, error: CodeError | None = None) -> dict[str, A
     if error is not None:
         return {"errCode": error.code, "errMsg": error.msg, "errDlt": error.detail}
     body: dict[str, Any] = {"errCode": 0, "errMsg": "", "errDlt": ""}
+    if isinstance(data, bytes):  # Go's encoding/json writes []byte as base64 ("" when empty)
+        data = base64.b64encode(data).decode()
     if data is not None:
         body["data"] = data
     return body

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .envelope import Body, CodeError
+from .friend_routes import full_ids, incremental
 from .routing import caller_of, check, route
 from .state import Caller, Sandbox
 
@@ -296,3 +297,22 @@ def _set_group_status(sb: Sandbox, caller: Caller | None, group_id: str, status:
     if not who.is_admin and role < ADMIN:
         raise CodeError(1002, "no permission")
     group["status"] = status
+
+
+# -- the SDK's login sync --------------------------------------------------------------------
+
+
+@route("/group/get_incremental_join_groups")
+def get_incremental_join_groups(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    user_id = body.string("userID")
+    who = caller_of(caller)
+    if not who.is_admin and who.user_id != user_id:
+        raise CodeError(1002, "no permission")
+    joined = {g for g, members in sb.members.items() if user_id in members}
+    return incremental(sb, "group", user_id, body, lambda g: dict(sb.groups[g]) if g in joined else None)
+
+
+@route("/group/get_full_join_group_ids")
+def get_full_join_group_ids(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    user_id = body.string("userID")  # no check in v3.8.3: any user's groups
+    return full_ids(sb, "group", user_id, [g for g, members in sb.members.items() if user_id in members], body)

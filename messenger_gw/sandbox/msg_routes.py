@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import os
 from typing import Any
 
 import orjson
 
+from . import messages
 from .envelope import Body, CodeError
 from .routing import caller_of, check, require_self_or_admin, route
-from .state import OPERATION_ID, Caller, Sandbox
+from .state import Caller, Sandbox
 
 # getSendMsgReq: the contentTypes send_msg accepts over REST, and each one's required fields.
 REQUIRED_CONTENT_FIELDS: dict[int, tuple[str, ...]] = {
@@ -27,10 +26,6 @@ REQUIRED_CONTENT_FIELDS: dict[int, tuple[str, ...]] = {
 CONTENT_ELEM = {101: "TextElem", 102: "PictureElem", 103: "SoundElem", 104: "VideoElem", 105: "FileElem",
                 106: "AtElem", 110: "CustomElem", 1400: "OANotificationElem"}  # fmt: skip
 REVOKE_NOTIFICATION = 2101
-
-
-def _md5_id() -> str:
-    return hashlib.md5(os.urandom(16), usedforsecurity=False).hexdigest()
 
 
 @route("/msg/get_server_time")
@@ -66,43 +61,23 @@ async def send_msg(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     sender = sb.users.get(send_id)
     if sender is None:
         raise CodeError(1004, "sendID not found")
+    recv_id, group_id = body.string("recvID"), body.string("groupID")
     if session_type in (1, 4):
-        recv_id = body.string("recvID")
         check(bool(recv_id))
-        if recv_id not in sb.users:
-            raise CodeError(1004, "userID not found")
-        conversation_id = sb.single_conversation_id(send_id, recv_id, "si" if session_type == 1 else "sn")
-        owners, peer_of, group_id = [send_id, recv_id], {send_id: recv_id, recv_id: send_id}, ""
-    elif session_type == 3:
-        group_id = body.string("groupID")
+    elif session_type in (2, 3):
         check(bool(group_id))
-        group = sb.groups.get(group_id)
-        if group is None:
-            raise CodeError(1004, "group not found")
-        if group["status"] == 2:
-            raise CodeError(1204, "group dismissed")
-        members = sb.members[group_id]
-        member = members.get(send_id)
-        if not sb.is_admin(send_id) and member is None:
-            raise CodeError(1203, "sender not in group")
-        if member is not None and member["roleLevel"] != 100:
-            if member["muteEndTime"] > sb.now_ms():
-                raise CodeError(1402, "sender muted")
-            if group["status"] == 3 and member["roleLevel"] != 60:
-                raise CodeError(1403, "group muted")
-        conversation_id = f"sg_{group_id}"
-        owners, peer_of = list(members), {}
-        recv_id = ""
-    else:
-        raise CodeError(1001, "unknown sessionType")
-    now = sb.now_ms()
-    send_time = body.integer("sendTime") or now
+    options: dict[str, bool] = {}
+    if body.boolean("isOnlineOnly"):
+        options |= dict.fromkeys(("history", "persistent", "senderSync", "conversationUpdate"), False)
+    if body.boolean("notOfflinePush"):
+        options["offlinePush"] = False
+    push_info = body.object("offlinePushInfo")
     msg: dict[str, Any] = {
         "sendID": send_id,
         "recvID": recv_id,
         "groupID": group_id,
-        "clientMsgID": _md5_id(),
-        "serverMsgID": _md5_id(),
+        "clientMsgID": messages.md5_id(),
+        "serverMsgID": "",
         "senderPlatformID": body.integer("senderPlatformID"),
         "senderNickname": body.string("senderNickname") or sender["nickname"],
         "senderFaceURL": body.string("senderFaceURL"),
@@ -111,103 +86,55 @@ async def send_msg(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
         "contentType": content_type,
         # The stored content is the JSON string of `content`; MsgData.content is proto bytes (base64 in JSON).
         "content": base64.b64encode(orjson.dumps(content)).decode(),
-        "seq": sb.max_seq(conversation_id) + 1,
-        "sendTime": send_time,
-        "createTime": now,
-        "status": 2,
+        "seq": 0,
+        "sendTime": body.integer("sendTime"),
+        "createTime": sb.now_ms(),
+        "status": 0,
         "isRead": False,
-        "options": {},
-        "offlinePushInfo": None,
+        "options": options,
+        "offlinePushInfo": None if push_info is None else _push_info(push_info),
         "atUserIDList": None,
         "attachedInfo": "",
         "ex": body.string("ex"),
     }
-    single = session_type in (1, 4)
-    callback = _message_callback(msg, content)
-    if not sb.is_admin(send_id) and not 1000 <= content_type <= 5000:
-        # Skipped for admin senders and notifications (contract 8.5).
-        await sb.before(
-            "callbackBeforeSendSingleMsgCommand" if single else "callbackBeforeSendGroupMsgCommand", callback
-        )
-    sb.messages.setdefault(conversation_id, []).append(msg)
-    sb.after("callbackAfterSendSingleMsgCommand" if single else "callbackAfterSendGroupMsgCommand", callback)
-    for owner in owners:
-        sb.touch_conversation(
-            owner, conversation_id, session_type=session_type, peer=peer_of.get(owner, ""), group=group_id
-        )
-    return {"serverMsgID": msg["serverMsgID"], "clientMsgID": msg["clientMsgID"], "sendTime": send_time}
+    sent = await messages.send(sb, msg)
+    sent.push()
+    return sent.reply
 
 
-def _message_callback(msg: dict[str, Any], content: dict[str, Any]) -> dict[str, Any]:
-    """CommonCallbackReq + recvID or groupID, in OpenIM's field order; content is a JSON string."""
-    body = {
-        "sendID": msg["sendID"],
-        "serverMsgID": msg["serverMsgID"],
-        "clientMsgID": msg["clientMsgID"],
-        "operationID": OPERATION_ID.get(),
-        "senderPlatformID": msg["senderPlatformID"],
-        "senderNickname": msg["senderNickname"],
-        "sessionType": msg["sessionType"],
-        "msgFrom": msg["msgFrom"],
-        "contentType": msg["contentType"],
-        "status": msg["status"],
-        "sendTime": msg["sendTime"],
-        "createTime": msg["createTime"],
-        "content": orjson.dumps(content).decode(),
-        "seq": 0,
-        "atUserList": None,
-        "faceURL": msg["senderFaceURL"],
-        "ex": msg["ex"],
-    }
-    return body | ({"recvID": msg["recvID"]} if msg["sessionType"] in (1, 4) else {"groupID": msg["groupID"]})
+def _push_info(info: Body) -> dict[str, Any]:
+    return {k: info.boolean(k) if k == "iOSBadgeCount" else info.string(k) for k in messages.PUSH_INFO_FIELDS}
 
 
 @route("/msg/pull_msg_by_seq")
 def pull_msg_by_seq(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
-    # No ownership check in v3.8.3 (contract, section 10): any token reads any conversation.
-    user_id = body.string("userID")
-    ranges = body.objects("seqRanges") or []
-    descending = body.integer("order") == 1
-    msgs: dict[str, Any] = {}
-    notifications: dict[str, Any] = {}
-    for seq_range in ranges:
-        conversation_id = seq_range.string("conversationID")
-        stored = sb.messages.get(conversation_id, [])
-        begin, end, num = seq_range.integer("begin"), seq_range.integer("end"), seq_range.integer("num")
-        picked = [
-            m for m in stored
-            if begin <= m["seq"] <= end and (user_id, conversation_id, m["seq"]) not in sb.hidden
-        ]  # fmt: skip
-        picked = sorted(picked, key=lambda m: m["seq"], reverse=descending)[: num or None]
-        if not picked:
-            continue  # conversations without messages are left out
-        entry = {"Msgs": picked, "isEnd": end >= len(stored), "endSeq": 0}
-        (notifications if conversation_id.startswith("n_") else msgs)[conversation_id] = entry
-    return {"msgs": msgs, "notificationMsgs": notifications}
+    # The RPC behind WS 1002; no ownership check in v3.8.3 (contract, section 10).
+    ranges = [
+        (r.string("conversationID"), r.integer("begin"), r.integer("end"), r.integer("num"))
+        for r in body.objects("seqRanges") or []
+    ]
+    msgs, notifications = messages.pull_by_ranges(sb, body.string("userID"), ranges, body.integer("order") == 1)
+    return {"msgs": msgs or None, "notificationMsgs": notifications or None}
 
 
 @route("/msg/get_conversations_has_read_and_max_seq")
 def get_conversations_has_read_and_max_seq(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
-    user_id = body.string("userID")
-    wanted = body.strings("conversationIDs") or [cid for owner, cid in sb.conversations if owner == user_id]
-    seqs = {}
-    for conversation_id in wanted:
-        stored = sb.messages.get(conversation_id, [])
-        seqs[conversation_id] = {
-            "maxSeq": len(stored),
-            "hasReadSeq": sb.has_read.get((user_id, conversation_id), 0),
-            "maxSeqTime": stored[-1]["sendTime"] if stored else 0,
-        }
-    return {"seqs": seqs}
+    # The RPC behind WS 1006; no ownership check in v3.8.3.
+    seqs = messages.has_read_and_max_seq(sb, body.string("userID"), body.strings("conversationIDs") or [])
+    return {"seqs": seqs or None}
 
 
 @route("/msg/mark_conversation_as_read")
 def mark_conversation_as_read(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    # MarkConversationAsRead: no ownership check in v3.8.3 (route surface, /msg); the reader
+    # needs a conversation record, and hasReadSeq only moves forward.
     user_id, conversation_id = body.string("userID"), body.string("conversationID")
     check(bool(user_id) and bool(conversation_id))
-    require_self_or_admin(caller, user_id)
-    seq = body.integer("hasReadSeq") or sb.max_seq(conversation_id)
-    sb.has_read[(user_id, conversation_id)] = min(seq, sb.max_seq(conversation_id))
+    if (user_id, conversation_id) not in sb.conversations:
+        raise CodeError(1004, "record not found")
+    wanted = body.integer("hasReadSeq")
+    if wanted > sb.has_read.get((user_id, conversation_id), 0):
+        sb.has_read[(user_id, conversation_id)] = wanted
     return None
 
 

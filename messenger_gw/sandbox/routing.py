@@ -7,25 +7,37 @@ reply) or raises :class:`CodeError`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from .envelope import Body, CodeError
+from .envelope import CodeError
 from .state import Caller, Sandbox
 
-Handler = Callable[[Sandbox, Caller | None, Body], Any]
+# The body is a Body, or a RawBody for the routes registered with raw=True.
+Handler = Callable[[Sandbox, Caller | None, Any], Any]
 
 ROUTES: dict[str, Handler] = {}
+# Routes whose handler reads the raw body (the /jssdk routes take protobuf): it gets a RawBody.
+RAW_BODY_ROUTES: set[str] = set()
 
 # Paths (prefixes, as in internal/api/router.go) that need no token header.
 TOKEN_FREE_PREFIXES = ("/auth/get_admin_token", "/auth/parse_token")
 
 
-def route(path: str) -> Callable[[Handler], Handler]:
+@dataclasses.dataclass(frozen=True)
+class RawBody:
+    content_type: str
+    data: bytes
+
+
+def route(path: str, *, raw: bool = False) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if path in ROUTES:
             raise ValueError(f"route {path} registered twice")
         ROUTES[path] = handler
+        if raw:
+            RAW_BODY_ROUTES.add(path)
         return handler
 
     return register

@@ -15,6 +15,7 @@ import contextlib
 import contextvars
 import dataclasses
 import enum
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
+from .connections import Connections
 from .envelope import CodeError
 
 if TYPE_CHECKING:
@@ -64,6 +66,36 @@ class FakeClock:
         self.now += seconds
 
 
+class VersionLog:
+    """OpenIM's version log behind an incremental sync (``internal/rpc/incrversion``): an ID
+    (a Mongo ObjectID's 24 hex digits) and a version raised by every change. A caller whose
+    versionID differs gets ``full`` and no lists; one with the right ID gets what changed since
+    its version, each ID once, under its latest operation."""
+
+    def __init__(self) -> None:
+        self.version_id = os.urandom(12).hex()
+        self.version = 0
+        self._changes: list[tuple[int, str, str]] = []  # (version, id, "insert" | "update" | "delete")
+
+    def change(self, item_id: str, operation: str) -> None:
+        self.version += 1
+        self._changes.append((self.version, item_id, operation))
+
+    def since(self, version: int, version_id: str) -> tuple[bool, dict[str, list[str]]]:
+        """``(full, {"insert": ids, "update": ids, "delete": ids})``."""
+        lists: dict[str, list[str]] = {"insert": [], "update": [], "delete": []}
+        if version_id != self.version_id or version > self.version:
+            return True, lists
+        latest: dict[str, str] = {}
+        for changed_at, item_id, operation in self._changes:
+            if changed_at > version:
+                first = latest.get(item_id)
+                latest[item_id] = "insert" if first == "insert" and operation == "update" else operation
+        for item_id, operation in latest.items():
+            lists[operation].append(item_id)
+        return False, lists
+
+
 class TokenState(enum.IntEnum):
     # protocol:constant/constant.go
     NORMAL = 0
@@ -94,6 +126,8 @@ class SandboxConfig:
     token_expire_days: int = 90
     clock: Callable[[], float] = time.time
     webhook_url: str | None = None  # webhooks.yml `url`: callbacks go to url + "/" + command
+    max_connections: int = 100_000  # openim-msggateway.yml longConnSvr.websocketMaxConnNum
+    friend_verify: bool = False  # openim-rpc-msg.yml friendVerify: single chat only between friends
 
 
 class Sandbox:
@@ -113,6 +147,13 @@ class Sandbox:
         self.conversations: dict[tuple[str, str], dict[str, Any]] = {}  # (owner, conversationID) -> Conversation
         self.has_read: dict[tuple[str, str], int] = {}  # (userID, conversationID) -> hasReadSeq
         self.hidden: set[tuple[str, str, int]] = set()  # (userID, conversationID, seq) deleted for one user
+        # Relations: owner -> other user -> FriendInfo / BlackInfo (contract section 3.6 of the SDK document).
+        self.friends: dict[str, dict[str, dict[str, Any]]] = {}
+        self.blacks: dict[str, dict[str, dict[str, Any]]] = {}
+        # The incremental-sync logs (`/friend|group|conversation/get_incremental_*`), per kind and owner.
+        self.versions: dict[tuple[str, str], VersionLog] = {}
+        # The msg-gateway's live WebSocket connections (connections.py).
+        self.connections = Connections()
         self._next_group = 1_000_000_000
         self.webhooks: WebhookSender | None = None  # set while the sandbox app runs
         self._webhook_url = self.config.webhook_url
@@ -165,6 +206,8 @@ class Sandbox:
 
     def touch_conversation(self, owner: str, conversation_id: str, *, session_type: int, peer: str, group: str) -> None:
         """Create ``owner``'s record of a conversation if it has none (as a message send does)."""
+        if (owner, conversation_id) not in self.conversations:
+            self.version_log("conversation", owner).change(conversation_id, "insert")
         self.conversations.setdefault(
             (owner, conversation_id),
             {
@@ -187,6 +230,10 @@ class Sandbox:
                 "isMsgDestruct": False,
             },
         )
+
+    def version_log(self, kind: str, owner: str) -> VersionLog:
+        """The incremental-sync log of ``kind`` ("friend", "group", "conversation") for ``owner``."""
+        return self.versions.setdefault((kind, owner), VersionLog())
 
     def max_seq(self, conversation_id: str) -> int:
         return len(self.messages.get(conversation_id, []))
@@ -229,9 +276,11 @@ class Sandbox:
                 if token not in keep:
                     self.tokens[token].state = TokenState.KICKED
 
-    def kick(self, user_id: str, platform_id: int) -> None:
+    def kick(self, user_id: str, platform_id: int, *, keep: str | None = None) -> None:
+        """Mark the tokens of (user, platform) kicked, all but ``keep`` (InvalidateToken)."""
         for token in self._issued.get(user_id, {}).get(platform_id, []):
-            self.tokens[token].state = TokenState.KICKED
+            if token != keep:
+                self.tokens[token].state = TokenState.KICKED
 
     def tokens_of(self, user_id: str, platform_id: int) -> list[str]:
         return list(self._issued.get(user_id, {}).get(platform_id, []))
