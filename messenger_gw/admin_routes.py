@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 AUDIT: web.RequestKey[AuditEntry] = web.RequestKey("audit", AuditEntry)
+# On an answer whose audit entry the store did not take at once: it waits for a retry (docs/admin-api.md).
+AUDIT_HEADER = "X-Audit-Entry"
 
 STATUS_BY_OPENIM_CODE = {1001: 400, 1002: 403, 1004: 404, 1101: 404, 1201: 404, 1204: 409, 1404: 409}
 MAX_PAGE_SIZE = 100
@@ -85,23 +87,32 @@ async def audit(request: web.Request, handler: Handler) -> web.StreamResponse:
         operation_id=request[OPERATION_ID],
     )
     request[AUDIT] = entry
+    audit_log = request.config_dict[AUDIT_LOG]
     try:
         response = await handler(request)
         if response.status >= 300:
             entry.outcome = f"http {response.status}"
-        return response
-    except errors.GatewayError as exc:
-        entry.outcome = f"{exc.status} errCode {exc.code}"
-        raise
-    except web.HTTPException as exc:
-        entry.outcome = f"http {exc.status}"
-        raise
     except Exception as exc:
-        entry.outcome = f"failed: {type(exc).__name__}"
+        entry.outcome = _outcome(exc)
+        # Answered here rather than by the edge, so that the answer can say its audit entry is late.
+        response = errors.error_response(request, exc)
+    except BaseException:
+        entry.outcome = "cancelled"  # the client went away mid-call: on record as such, not as "ok"
+        await audit_log.append(entry)
         raise
-    finally:
-        if entry.operation != "audit.read" or entry.outcome != "ok":  # reading the log is not itself news
-            await request.config_dict[AUDIT_LOG].append(entry)
+    if entry.operation == "audit.read" and entry.outcome == "ok":
+        return response  # reading the log is not itself news
+    if not await audit_log.append(entry):
+        response.headers[AUDIT_HEADER] = "queued"
+    return response
+
+
+def _outcome(exc: Exception) -> str:
+    if isinstance(exc, errors.GatewayError):
+        return f"{exc.status} errCode {exc.code}"
+    if isinstance(exc, web.HTTPException):
+        return f"http {exc.status}"
+    return f"failed: {type(exc).__name__}"
 
 
 @web.middleware
@@ -370,9 +381,12 @@ async def unban_user(request: web.Request) -> web.Response:
 
 
 def _reported(request: web.Request, report: dict[str, Any]) -> web.Response:
-    """200 when every step worked; 207 when OpenIM failed on some platform (retried in the background)."""
+    """200 when every step worked; 207 when OpenIM failed on some platform (retried in the background)
+    or the store failed a step of the gateway's own (named in ``unfinished``)."""
     entry = request[AUDIT]
     entry.detail = {"forceLogout": report["forceLogout"], "sessionsRevoked": report["sessionsRevoked"]}
+    if report["unfinished"]:
+        entry.detail["unfinished"] = report["unfinished"]
     if not report["complete"]:
         entry.outcome = "partial"
     return _json(report, 200 if report["complete"] else 207)

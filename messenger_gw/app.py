@@ -18,7 +18,7 @@ from . import auth_routes, im_proxy
 from .admin_auth import ADMIN_AUTHENTICATOR, AdminAuthenticator
 from .admin_routes import create_admin_app
 from .admin_token import ADMIN_TOKENS, AdminTokenManager
-from .audit import AUDIT_LOG, AuditLog
+from .audit import AUDIT_LOG, AuditLog, retrying_writes
 from .authentication import AUTHENTICATOR, Authenticator
 from .bans import BANS, Bans
 from .conversation_access import CONVERSATION_ACCESS, ConversationAccess
@@ -140,15 +140,15 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _admin_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The admin API's authenticator and audit log, and moderation with its force-logout retries."""
+    """The admin API's authenticator, the audit log and its write retries, moderation and its force-logout retries."""
     settings, store = app[SETTINGS], app[STORE]
     jwt_verifier = app[AUTHENTICATOR].jwt_verifier
     app[ADMIN_AUTHENTICATOR] = AdminAuthenticator(settings.admin, jwt_verifier, metrics=app[METRICS])
-    app[AUDIT_LOG] = AuditLog(store, max_entries=settings.admin.audit_max_entries)
+    app[AUDIT_LOG] = audit_log = AuditLog(store, max_entries=settings.admin.audit_max_entries, metrics=app[METRICS])
     app[MODERATION] = moderation = Moderation(
         store, app[OPENIM], app[ADMIN_TOKENS], app[SESSIONS], app[IM_TOKENS], app[BANS]
     )
-    async with retrying(moderation):
+    async with retrying(moderation), retrying_writes(audit_log):
         yield
 
 

@@ -177,6 +177,19 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.audit_writes = Counter(
+            "messenger_gw_audit_writes",
+            "Admin audit entries, by outcome: stored at once, queued after a failed write, stored_late by a retry,"
+            " dropped (given up: only the error log holds it).",
+            ["outcome"],
+            registry=r,
+        )
+        self.audit_waiting = Gauge(
+            "messenger_gw_audit_entries_waiting",
+            "Admin audit entries waiting in the gateway's memory for the store to take them.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.openim_connections = Gauge(
             "messenger_gw_openim_connections",
             "The pool of connections to OpenIM: open (idle or carrying a call), idle, and calls waiting for one.",

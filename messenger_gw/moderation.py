@@ -6,6 +6,10 @@ user's stored imTokens and gateway sessions go, and OpenIM logs the user
 out on every platform. A platform OpenIM fails to log out is reported and
 kept in ``gw:pending-force-logout``, which a background task retries until
 OpenIM accepts it. Banning again re-runs every step: the call is idempotent.
+
+Once the ban record is written, a step the store fails is reported in
+``unfinished`` and the next steps still run: the answer says what happened
+(the ban holds) rather than a 503 that would say it failed.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -33,6 +37,8 @@ from .store import Store, StoreError
 log = logging.getLogger(__name__)
 
 RETRY_INTERVAL = 5.0
+
+T = TypeVar("T")
 
 
 def describe(exc: OpenIMError) -> str:
@@ -68,30 +74,26 @@ class Moderation:
         """
         if platforms is None:
             platforms = await self._im_tokens.stored_platforms(user_id) or list(USER_PLATFORM_IDS)
-        results: dict[int, str] = {}
-        for platform_id in platforms:
-
-            async def logout(admin: str, platform: int = platform_id) -> None:
-                await self._openim.force_logout(admin, user_id, platform, operation_id=operation_id)
-
-            try:
-                await self._admin_tokens.call(logout)
-                results[platform_id] = "ok"
-            except OpenIMError as exc:
-                results[platform_id] = describe(exc)
+        results = await self._log_out_of_openim(user_id, platforms, operation_id)
         await self._remember_failures(user_id, results)
         return results
 
     async def log_out_everywhere(
         self, user_id: str, platforms: Iterable[int] | None, operation_id: str
     ) -> dict[str, Any]:
-        """Force logout, and end what the gateway holds for the user: stored tokens and sessions."""
+        """Force logout, and end what the gateway holds for the user: stored tokens and sessions.
+
+        Each step runs whether the one before it could reach the store or not; those it could
+        not are named in the report's ``unfinished``.
+        """
         if platforms is None:  # read before the tokens are forgotten: they say which platforms are in use
             platforms = await self._im_tokens.stored_platforms(user_id) or list(USER_PLATFORM_IDS)
-        await self._im_tokens.forget(user_id)
-        revoked = await self._sessions.revoke_user(user_id)
-        results = await self.force_logout(user_id, platforms, operation_id)
-        return _report(user_id, revoked, results)
+        unfinished: list[str] = []
+        await _attempt("imTokens", self._im_tokens.forget(user_id), unfinished)
+        revoked = await _attempt("sessions", self._sessions.revoke_user(user_id), unfinished)
+        results = await self._log_out_of_openim(user_id, platforms, operation_id)
+        await _attempt("forceLogoutRetry", self._remember_failures(user_id, results), unfinished)
+        return _report(user_id, revoked, results, unfinished)
 
     async def ban(
         self, user_id: str, *, reason: str, actor: str, expires_in: float | None, operation_id: str
@@ -122,20 +124,49 @@ class Moderation:
             except StoreError as exc:
                 log.warning("force-logout retry pass skipped: %s", exc)
 
+    async def _log_out_of_openim(self, user_id: str, platforms: Iterable[int], operation_id: str) -> dict[int, str]:
+        results: dict[int, str] = {}
+        for platform_id in platforms:
+
+            async def logout(admin: str, platform: int = platform_id) -> None:
+                await self._openim.force_logout(admin, user_id, platform, operation_id=operation_id)
+
+            try:
+                await self._admin_tokens.call(logout)
+                results[platform_id] = "ok"
+            except OpenIMError as exc:
+                results[platform_id] = describe(exc)
+        return results
+
     async def _remember_failures(self, user_id: str, results: dict[int, str]) -> None:
         failed = [p for p, outcome in results.items() if outcome != "ok"]
         if failed:
             await self._store.hset(keys.PENDING_FORCE_LOGOUT, {user_id: orjson.dumps(failed)})
-        else:
+            return
+        try:
             await self._store.hdel(keys.PENDING_FORCE_LOGOUT, user_id)
+        except StoreError as exc:
+            # Nothing of this call is left to do; a stale entry only makes a later pass log out again.
+            log.warning("pending force logout of a user not cleared: %s", exc)
 
 
-def _report(user_id: str, revoked: int, results: dict[int, str]) -> dict[str, Any]:
+async def _attempt(step: str, work: Awaitable[T], unfinished: list[str]) -> T | None:
+    """What ``work`` answers; None, with ``step`` added to ``unfinished``, when the store failed it."""
+    try:
+        return await work
+    except StoreError as exc:
+        log.warning("moderation step %s not done: %s", step, exc)
+        unfinished.append(step)
+        return None
+
+
+def _report(user_id: str, revoked: int | None, results: dict[int, str], unfinished: list[str]) -> dict[str, Any]:
     return {
         "userID": user_id,
         "sessionsRevoked": revoked,
         "forceLogout": {str(p): outcome for p, outcome in results.items()},
-        "complete": all(outcome == "ok" for outcome in results.values()),
+        "unfinished": unfinished,
+        "complete": not unfinished and all(outcome == "ok" for outcome in results.values()),
     }
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -12,15 +14,31 @@ import jwt
 import orjson
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from messenger_gw import keys
-from messenger_gw.audit import AUDIT_LOG, AuditEntry, AuditLog
+from messenger_gw.admin_routes import AUDIT_HEADER
+from messenger_gw.app import create_app
+from messenger_gw.audit import AUDIT_LOG, AuditEntry, AuditLog, retrying_writes
 from messenger_gw.client import GatewayClient
 from messenger_gw.keys import AUDIT_STREAM
+from messenger_gw.metrics import METRICS, Metrics
 from messenger_gw.moderation import MODERATION
+from messenger_gw.redis_store import RedisStore
 from messenger_gw.sandbox import FakeClock, Sandbox, TokenState
 
-from .conftest import GOOD_CODE, Gateway, Recorder, RedisProcess, StartGateway
+from .conftest import (
+    GOOD_CODE,
+    LOOPBACK,
+    Gateway,
+    Recorder,
+    RedisProcess,
+    StartGateway,
+    base_url,
+    free_port,
+    gateway_settings,
+    sample,
+)
 
 OPS_KEY = "ops-key-0123456789abcdef"
 JWT_SECRET = "a-jwt-secret-of-at-least-32-bytes!!"
@@ -279,7 +297,13 @@ async def test_force_logout_kicks_the_platforms_holding_tokens_and_ends_sessions
     tokens = sandbox.tokens_of("erin", 1) + sandbox.tokens_of("erin", 5)
     status, body, _ = await call(gateway, "POST", "/admin/users/erin/force-logout", REASON)
     assert status == 200
-    assert body == {"userID": "erin", "sessionsRevoked": 2, "forceLogout": {"1": "ok", "5": "ok"}, "complete": True}
+    assert body == {
+        "userID": "erin",
+        "sessionsRevoked": 2,
+        "forceLogout": {"1": "ok", "5": "ok"},
+        "unfinished": [],
+        "complete": True,
+    }
     assert all(sandbox.tokens[t].state == TokenState.KICKED for t in tokens)
     for client in (phone, web_client):
         assert (await client.request("GET", "/auth/session")).status == 401
@@ -448,3 +472,145 @@ async def test_every_admin_operation_writes_its_audit_record(gateway: Gateway, g
         "messages.delete", "users.info", "users.force_logout", "users.ban", "users.unban", "bans.list",
     }  # fmt: skip
     assert all(e["actor"] == "key:ops" and e["operationID"] for e in recorded)
+
+
+# -- the store failing mid-call --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def persistent_redis() -> Iterator[RedisProcess]:
+    """A redis-server of the test's own, killed and restarted by it; what it acknowledged survives."""
+    server = RedisProcess("--appendonly", "yes", "--appendfsync", "always", "--save", "")
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+async def gateway_on_persistent_redis(
+    sandbox_server: TestServer, persistent_redis: RedisProcess, user_service_url: str
+) -> AsyncIterator[Gateway]:
+    settings = gateway_settings(
+        base_url(sandbox_server), redis_url=persistent_redis.url, USER_SERVICE_URL=user_service_url, **admin_settings()
+    )
+    server = TestServer(create_app(settings), host=LOOPBACK)
+    await server.start_server()
+    yield Gateway(server.app, base_url(server))
+    await server.close()
+
+
+def store_dies_at_first_force_logout(redis: RedisProcess, failing_platform: int | None = None) -> Any:
+    """OpenIM's /auth/force_logout; the first call kills the store, as a crash between two steps would."""
+
+    killed = False
+
+    async def force_logout(request: web.Request) -> web.Response:
+        nonlocal killed
+        if not killed:
+            redis.stop()
+            killed = True
+        if (await request.json())["platformID"] == failing_platform:
+            return web.Response(status=500)
+        return web.json_response({"errCode": 0, "errMsg": "", "errDlt": ""})
+
+    return force_logout
+
+
+async def written_late(gateway: Gateway) -> None:
+    """Retry the waiting audit entries until the restarted store has taken them all."""
+    async with asyncio.timeout(10):
+        while True:
+            if not await gateway.app[AUDIT_LOG].retry_waiting():
+                return
+            await asyncio.sleep(0.05)  # a connection the kill left behind fails once; the next is new
+
+
+def audit_writes(metrics: Metrics, outcome: str) -> float:
+    return sample(metrics, "messenger_gw_audit_writes_total", outcome=outcome)
+
+
+async def test_a_ban_whose_store_fails_after_it_is_applied_is_answered_as_applied(
+    gateway_on_persistent_redis: Gateway, persistent_redis: RedisProcess, recorder: Recorder
+) -> None:
+    gateway, metrics = gateway_on_persistent_redis, gateway_on_persistent_redis.app[METRICS]
+    recorder.overrides["/auth/force_logout"] = store_dies_at_first_force_logout(persistent_redis)
+    banned_at = time.time()
+    status, body, headers = await call(gateway, "POST", "/admin/users/lena/ban", REASON)
+    assert status == 200, body
+    assert (body["ban"]["userID"], body["complete"], body["unfinished"]) == ("lena", True, [])
+    assert body["forceLogout"] == {str(p): "ok" for p in range(1, 10)}
+    assert headers[AUDIT_HEADER] == "queued", "the admin is told its audit entry is late"
+    assert (audit_writes(metrics, "queued"), sample(metrics, "messenger_gw_audit_entries_waiting")) == (1, 1)
+
+    persistent_redis.start()
+    with persistent_redis.client() as c:
+        assert c.get(keys.ban("lena")) is not None, "the ban held"
+    await written_late(gateway)
+    [entry] = await audit_entries(gateway, operation="users.ban")
+    assert (entry["target"], entry["outcome"], entry["actor"]) == ("lena", "ok", "key:ops")
+    assert banned_at * 1000 <= entry["time"] <= banned_at * 1000 + 5000, "the time of the call, not of the write"
+    assert (audit_writes(metrics, "stored_late"), sample(metrics, "messenger_gw_audit_entries_waiting")) == (1, 0)
+
+
+async def test_steps_the_store_fails_after_the_ban_are_named_and_the_rest_still_run(
+    gateway_on_persistent_redis: Gateway, persistent_redis: RedisProcess, recorder: Recorder, sandbox: Sandbox
+) -> None:
+    gateway = gateway_on_persistent_redis
+    recorder.overrides["/auth/force_logout"] = store_dies_at_first_force_logout(persistent_redis, failing_platform=3)
+    status, body, headers = await call(gateway, "POST", "/admin/users/mona/ban", REASON)
+    assert status == 207, body
+    assert body["complete"] is False
+    assert body["unfinished"] == ["forceLogoutRetry"], "platform 3's failure could not be queued for a retry"
+    assert body["forceLogout"]["3"].startswith("error")
+    assert body["forceLogout"]["9"] == "ok"
+    assert len(recorder.to("/auth/force_logout")) == 9, "every platform was still logged out of OpenIM"
+    assert headers[AUDIT_HEADER] == "queued"
+    persistent_redis.start()
+    await written_late(gateway)
+    [entry] = await audit_entries(gateway, operation="users.ban")
+    assert entry["outcome"] == "partial"
+    assert entry["detail"]["unfinished"] == ["forceLogoutRetry"]
+
+
+async def test_audit_entries_wait_in_a_bounded_queue_and_the_ones_given_up_are_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = RedisStore.from_url(f"redis://{LOOPBACK}:{free_port()}", timeout=0.5)  # nothing listens there
+    metrics = Metrics()
+    log = AuditLog(store, max_entries=1000, metrics=metrics, queue_size=3)
+    try:
+        with caplog.at_level(logging.ERROR, logger="messenger_gw.audit"):
+            assert [await log.append(AuditEntry(operation="test", target=f"t{i}")) for i in range(5)] == [False] * 5
+            assert log.waiting == 3
+            assert (audit_writes(metrics, "queued"), audit_writes(metrics, "dropped")) == (5, 2)
+            async with retrying_writes(log, interval=0.05):
+                await asyncio.sleep(0.2)  # passes that find the store still down
+            assert log.waiting == 0
+            assert audit_writes(metrics, "dropped") == 5, "what still waited when the gateway stopped is given up"
+    finally:
+        await store.close()
+    not_stored = [r.getMessage() for r in caplog.records if "queued for a retry" in r.getMessage()]
+    assert [f'"target":"t{i}"' in line for i, line in enumerate(not_stored)] == [True] * 5, "every record is logged"
+    assert sum("given up" in r.getMessage() for r in caplog.records) == 5
+
+
+async def test_the_background_retry_writes_what_waited_once_the_store_is_back(persistent_redis: RedisProcess) -> None:
+    store = RedisStore.from_url(persistent_redis.url)
+    metrics = Metrics()
+    log = AuditLog(store, max_entries=1000, metrics=metrics)
+    try:
+        persistent_redis.stop()
+        for target in ("first", "second"):
+            assert not await log.append(AuditEntry(operation="test", target=target))
+        async with retrying_writes(log, interval=0.05):
+            persistent_redis.start()
+            async with asyncio.timeout(10):
+                while True:
+                    await asyncio.sleep(0.05)
+                    if not log.waiting:
+                        break
+        entries = await store.read_range(AUDIT_STREAM, count=10)
+        assert [e.fields["target"] for e in entries] == [b"first", b"second"], "oldest first, each once"
+        assert (audit_writes(metrics, "stored_late"), audit_writes(metrics, "dropped")) == (2, 0)
+    finally:
+        await store.close()

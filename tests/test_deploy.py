@@ -193,6 +193,13 @@ def test_the_alert_rules_use_metrics_the_gateway_exports() -> None:
             assert base in exported, (rule["alert"], used)
 
 
+def test_late_and_given_up_audit_entries_are_alerted_on() -> None:
+    [group] = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yaml").read_text())["groups"]
+    expressions = " ".join(rule["expr"] for rule in group["rules"])
+    assert "messenger_gw_audit_entries_waiting" in expressions
+    assert 'messenger_gw_audit_writes_total{outcome="dropped"}' in expressions
+
+
 def test_the_compose_file_wires_redis_the_gateway_and_nginx() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     assert set(compose["services"]) == {"redis", "messenger-gw", "nginx"}
