@@ -37,6 +37,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from .background import running
 from .upstream import PoolState
 
 # `*_created` series double the exposition for no use in Prometheus' text format.
@@ -273,13 +274,10 @@ async def flushing(metrics: Metrics, interval: float = FLUSH_INTERVAL) -> AsyncI
             await asyncio.sleep(interval)
             metrics.flush()
 
-    task = asyncio.create_task(flush_periodically())
     try:
-        yield
+        async with running(flush_periodically(), name="metrics-flusher"):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         metrics.flush()
 
 

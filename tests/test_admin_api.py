@@ -104,22 +104,28 @@ def admin_jwt(**claims: Any) -> str:
 
 
 @pytest.mark.parametrize(
-    ("key", "headers", "status"),
+    ("key", "headers", "status", "reason"),
     [
-        (None, {}, 401),
-        ("not-a-configured-key", {}, 401),
-        (admin_jwt(roles=["user"]), {}, 403),
-        (admin_jwt(roles="support"), {}, 403),
-        (jwt.encode({"sub": "x", "exp": 1}, JWT_SECRET, algorithm="HS256"), {}, 401),
-        (OPS_KEY, {"Signature-Input": 'sig1=("@method");keyid="s"', "Signature": "sig1=:AA==:"}, 401),
+        (None, {}, 401, "admin_missing_credentials"),
+        ("not-a-configured-key", {}, 401, "admin_bad_key"),
+        (admin_jwt(roles=["user"]), {}, 403, "admin_not_admin"),
+        (admin_jwt(roles="support"), {}, 403, "admin_not_admin"),
+        (jwt.encode({"sub": "x", "exp": 1}, JWT_SECRET, algorithm="HS256"), {}, 401, "admin_jwt_expired"),
+        (jwt.encode({"sub": "x", "exp": 2**40}, "another-secret-of-32-bytes-or-more!!", algorithm="HS256"), {}, 401,
+         "admin_jwt_invalid"),
+        (jwt.encode({"sub": "x", "exp": 2**40}, "k" * 64, algorithm="HS384"), {}, 401, "admin_jwt_algorithm"),
+        (OPS_KEY, {"Signature-Input": 'sig1=("@method");keyid="s"', "Signature": "sig1=:AA==:"}, 401,
+         "admin_client_signature"),
     ],
-)
+)  # fmt: skip
 async def test_admin_routes_refuse_everyone_else(
-    gateway: Gateway, key: str | None, headers: dict[str, str], status: int
+    gateway: Gateway, key: str | None, headers: dict[str, str], status: int, reason: str
 ) -> None:
+    before = sample(gateway.app[METRICS], "messenger_gw_auth_failures_total", reason=reason)
     reply_status, body, _ = await call(gateway, "GET", "/admin/bans", key=key, headers=headers)
     assert reply_status == status
     assert body["errCode"] == (40100 if status == 401 else 40300)
+    assert sample(gateway.app[METRICS], "messenger_gw_auth_failures_total", reason=reason) == before + 1
 
 
 async def test_an_admin_key_or_admin_jwt_is_accepted_and_named_in_the_audit(gateway: Gateway) -> None:
