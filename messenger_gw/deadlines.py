@@ -9,8 +9,12 @@ and cancels the task of each call whose deadline has passed, which then sees
 ``TimeoutError`` (as with ``asyncio.timeout``, whose cancel-and-uncancel scheme
 this follows). A deadline may fire up to one granularity late.
 
-A call's deadline is the earlier of ``total`` after it started and ``read`` after
-its last progress: the start, then each :meth:`Deadline.progress` (a chunk read).
+A deadline bounds the time a call waits on its peer, not the time its caller
+spends on what it received: a caller that streams an answer on to a slow client
+pauses it (:meth:`Deadline.pause`) after each part and resumes it
+(:meth:`Deadline.resume`) when it waits for the next. While it runs, it fires
+``read`` after it started or last resumed, or once it has run ``total`` in all,
+whichever comes first.
 """
 
 from __future__ import annotations
@@ -32,12 +36,15 @@ class Deadlines:
 
     def start(self) -> Deadline:
         """Watch the current task from now; :meth:`Deadline.stop` ends it."""
-        loop = asyncio.get_running_loop()
-        deadline = Deadline(self, asyncio.current_task(), loop.time())
+        deadline = Deadline(self, asyncio.current_task())
+        deadline.resume()
+        return deadline
+
+    def _watch(self, deadline: Deadline) -> None:
         self._watched.add(deadline)
+        loop = deadline._task.get_loop()
         if self._checker is None or self._checker.get_loop() is not loop:
             self._checker = loop.create_task(self._check())
-        return deadline
 
     def _forget(self, deadline: Deadline) -> None:
         self._watched.discard(deadline)
@@ -55,20 +62,30 @@ class Deadlines:
 
 
 class Deadline:
-    __slots__ = ("_deadlines", "_ends", "_task", "due", "expired")
+    __slots__ = ("_deadlines", "_ends", "_left", "_task", "due", "expired")
 
-    def __init__(self, deadlines: Deadlines, task: asyncio.Task[object] | None, now: float) -> None:
+    def __init__(self, deadlines: Deadlines, task: asyncio.Task[object] | None) -> None:
         if task is None:
             raise RuntimeError("a deadline needs a task to cancel")
         self._deadlines = deadlines
         self._task = task
-        self._ends = now + deadlines.total
-        self.due = min(self._ends, now + deadlines.read)
+        self._left = deadlines.total  # of the total, while paused
+        self._ends = self.due = 0.0  # while running: when the total runs out, when the deadline fires
         self.expired = False
 
-    def progress(self) -> None:
-        """Data arrived: the read deadline starts again."""
-        self.due = min(self._ends, self._task.get_loop().time() + self._deadlines.read)
+    def pause(self) -> None:
+        """The caller has what it waited for: until :meth:`resume`, its time is not the peer's."""
+        self._deadlines._forget(self)
+        self._left = self._ends - self._task.get_loop().time()
+
+    def resume(self) -> None:
+        """The caller waits on the peer again: the read deadline starts again, the total goes on."""
+        if self.expired:  # its cancellation is on its way: a second one would not be told from any other
+            return
+        now = self._task.get_loop().time()
+        self._ends = now + self._left
+        self.due = min(self._ends, now + self._deadlines.read)
+        self._deadlines._watch(self)
 
     def expire(self) -> None:
         self._deadlines._forget(self)

@@ -20,6 +20,7 @@ cannot be an error envelope, is streamed on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -258,15 +259,36 @@ def _json_response(request: web.Request, status: int, body: bytes) -> web.Respon
 
 
 async def _stream(request: web.Request, answer: Answer, head: bytes, exchange: Exchange) -> web.StreamResponse:
+    """Pass a large answer on at the client's pace: OpenIM's deadlines count only the waits in
+    ``exchange.read``, and each write to the client has ``CLIENT_WRITE_TIMEOUT`` of its own."""
     response = web.StreamResponse(status=answer.status)
     response.content_type = "application/json"
     response.enable_compression()
     await response.prepare(request)
-    await response.write(head)
-    while chunk := await exchange.read(PEEK_BYTES):
-        await response.write(chunk)
-    await response.write_eof()
+    timeout = request.app[SETTINGS].client_write_timeout
+    chunk = head
+    try:
+        while chunk:
+            async with asyncio.timeout(timeout):
+                await response.write(chunk)
+            chunk = await exchange.read(PEEK_BYTES)
+        async with asyncio.timeout(timeout):
+            await response.write_eof()
+    except (TimeoutError, ConnectionError) as exc:  # the writes': OpenIM's deadline ends a read by cancelling it
+        slow = isinstance(exc, TimeoutError)
+        log.info("the client %s a streamed answer: cut off", "was too slow to take" if slow else "went away during")
+        _cut_off(request)
+    except BaseException:
+        _cut_off(request)  # OpenIM failed midway: its failure is counted, and the client must not take part for all
+        raise
     return response
+
+
+def _cut_off(request: web.Request) -> None:
+    """End the client's connection: after the status line, no envelope can follow, and an answer cut
+    short must not look complete."""
+    if request.transport is not None:
+        request.transport.abort()
 
 
 async def _self_user_info(request: web.Request, caller: Caller, token: str) -> web.StreamResponse:

@@ -235,6 +235,7 @@ class Exchange:
         except BaseException as exc:
             self._finish(exc)
             raise
+        self._deadline.pause()  # OpenIM's clock runs only while the caller waits on it: in read()
         return self._answer
 
     async def __aexit__(
@@ -245,11 +246,14 @@ class Exchange:
         self._finish(exc)
 
     async def read(self, size: int) -> bytes:
-        """Up to ``size`` bytes of the answer (b"" at its end); each part restarts the read deadline."""
+        """Up to ``size`` bytes of the answer (b"" at its end). Only the wait counts toward the deadlines:
+        the read deadline starts again with each part, and the time the caller spends between parts
+        (writing them to a slow client) is not OpenIM's."""
         assert self._answer is not None
         assert self._deadline is not None
+        self._deadline.resume()
         data = await self._answer.read(size)
-        self._deadline.progress()
+        self._deadline.pause()
         return data
 
     def _finish(self, exc: BaseException | None) -> None:
@@ -316,8 +320,9 @@ class OpenIMClient:
         Transport failures, in sending or in reading the answer, become
         :class:`OpenIMUnavailable`, and a passed read or total deadline
         :class:`OpenIMTimeout`; every :class:`OpenIMError` raised inside is
-        counted by kind, and the whole exchange is timed. A long answer read
-        through :meth:`Exchange.read` gets ``read`` seconds for each part.
+        counted by kind, and the whole exchange is timed. The deadlines count
+        only the time spent waiting on OpenIM: up to the answer's head, then
+        within :meth:`Exchange.read`, which gets ``read`` seconds for each part.
         """
         return Exchange(self, path, payload, headers, query)
 

@@ -183,6 +183,7 @@ class Settings:
     phase: int
     route_table: Path | None  # None: the table shipped in the package
     max_body_bytes: int
+    client_write_timeout: float  # for each part of a streamed /im answer
     admin: AdminSettings
     webhooks: WebhookSettings
 
@@ -267,6 +268,7 @@ class Settings:
             phase=env.read("PHASE", _integer(1, 4), default="4" if dev else "1"),
             route_table=env.read_optional("ROUTE_TABLE", _readable_file, required_because=None),
             max_body_bytes=env.read("MAX_BODY_BYTES", _integer(1024, 64 * 1024 * 1024), default=str(1024 * 1024)),
+            client_write_timeout=env.read("CLIENT_WRITE_TIMEOUT", _seconds(0.01, 600), default="10"),
             admin=AdminSettings(
                 api_keys=env.read("ADMIN_API_KEYS", _admin_keys, default=DEV_ADMIN_KEYS if dev else ""),
                 jwt_role=env.read("ADMIN_JWT_ROLE", _claim_value, default="admin"),
@@ -339,6 +341,7 @@ class Settings:
         yield PREFIX + "PHASE", str(self.phase)
         yield PREFIX + "ROUTE_TABLE", str(self.route_table) if self.route_table else "(the packaged im_routes.toml)"
         yield PREFIX + "MAX_BODY_BYTES", str(self.max_body_bytes)
+        yield PREFIX + "CLIENT_WRITE_TIMEOUT", f"{self.client_write_timeout:g}"
         admin = self.admin
         yield PREFIX + "ADMIN_API_KEYS", ", ".join(k.name for k in admin.api_keys) or "(none)"
         yield PREFIX + "ADMIN_JWT_ROLE", f"{admin.jwt_role} in claim {admin.jwt_role_claim}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -14,6 +15,7 @@ from messenger_gw.deadlines import Deadlines
 from messenger_gw.metrics import Metrics
 from messenger_gw.openim import (
     ArgsError,
+    Exchange,
     IssuedToken,
     NewUser,
     NoPermissionError,
@@ -230,3 +232,50 @@ async def test_a_call_that_reached_openim_is_never_sent_again(
     with pytest.raises(OpenIMProtocolError):
         await client.get_server_time("tok", operation_id="t")
     assert received == 1
+
+
+async def test_time_the_caller_spends_between_reads_is_not_openims(
+    serve: Callable[[web.Application], Awaitable[str]], openim_at: OpenIMAt
+) -> None:
+    body = b"x" * (1 << 20)
+
+    async def large(request: web.Request) -> web.Response:
+        return web.Response(body=body)
+
+    metrics = Metrics()
+    client = openim_at(await serve(app_answering(large)), metrics=metrics, deadlines=Deadlines(read=0.1, total=0.3))
+    exchange = client.exchange("/msg/get_server_time", b"{}", [("operationID", "t")])
+    parts = []
+    async with exchange:
+        while part := await exchange.read(65536):
+            parts.append(part)
+            await asyncio.sleep(0.05)  # writing it to a slow client: 16 parts, 0.8 s in all
+    assert b"".join(parts) == body
+    assert sample(metrics, "messenger_gw_openim_errors_total", route="/msg/get_server_time", kind="timeout") == 0
+
+
+async def test_openim_dripping_an_answer_slower_than_its_total_is_a_timeout(
+    serve: Callable[[web.Application], Awaitable[str]], openim_at: OpenIMAt
+) -> None:
+    async def dripping(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(20):  # a part every 0.05 s: each within the read deadline, 1 s in all
+            await response.write(b"x" * 1000)
+            await asyncio.sleep(0.05)
+        return response
+
+    client = openim_at(await serve(app_answering(dripping)), deadlines=Deadlines(read=0.2, total=0.4))
+    exchange = client.exchange("/msg/get_server_time", b"{}", [("operationID", "t")])
+    started = time.monotonic()
+    with pytest.raises(OpenIMTimeout):
+        await read_all(exchange)
+    assert 0.4 <= time.monotonic() - started < 0.8
+
+
+async def read_all(exchange: Exchange) -> bytes:
+    async with exchange:
+        parts = []
+        while part := await exchange.read(65536):
+            parts.append(part)
+        return b"".join(parts)

@@ -563,6 +563,18 @@ async def test_a_long_answer_is_read_in_parts_and_not_buffered_whole(
     assert max(map(len, parts)) <= 65536
 
 
+async def test_a_connection_whose_answer_ended_while_its_reading_was_paused_carries_the_next_call(
+    serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool]
+) -> None:
+    body = b"x" * (3 * HIGH_WATER)  # read whole, it ends with more than HIGH_WATER unread: reading is paused
+    server = await serve(answering(ok(body), ok(b"next")))
+    pool = pools(server.url, max_connections=1)
+    assert await body_of(pool) == body
+    async with asyncio.timeout(2):
+        assert await body_of(pool) == b"next"
+    assert server.connections == 1
+
+
 @pytest.mark.parametrize("closed_by", ["server", "keepalive"])
 async def test_an_idle_connection_closed_by_the_server_or_past_keepalive_is_replaced(
     serve: Callable[[Handler], Awaitable[RawServer]], pools: Callable[..., UpstreamPool], closed_by: str
