@@ -108,8 +108,9 @@ def admin_jwt(**claims: Any) -> str:
     [
         (None, {}, 401, "admin_missing_credentials"),
         ("not-a-configured-key", {}, 401, "admin_bad_key"),
-        (admin_jwt(roles=["user"]), {}, 403, "admin_not_admin"),
-        (admin_jwt(roles="support"), {}, 403, "admin_not_admin"),
+        # Made at collection, long before the test may run: valid for good.
+        (admin_jwt(roles=["user"], exp=2**40), {}, 403, "admin_not_admin"),
+        (admin_jwt(roles="support", exp=2**40), {}, 403, "admin_not_admin"),
         (jwt.encode({"sub": "x", "exp": 1}, JWT_SECRET, algorithm="HS256"), {}, 401, "admin_jwt_expired"),
         (jwt.encode({"sub": "x", "exp": 2**40}, "another-secret-of-32-bytes-or-more!!", algorithm="HS256"), {}, 401,
          "admin_jwt_invalid"),
