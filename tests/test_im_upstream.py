@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import zlib
 
 import aiohttp
 import httptools
@@ -16,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from messenger_gw.client import GatewayClient
 from messenger_gw.metrics import METRICS
 from messenger_gw.openim import OPENIM
-from messenger_gw.upstream import MAX_FIELD_SIZE, MAX_HEADERS, PoolState
+from messenger_gw.upstream import MAX_ANSWER_BYTES, MAX_FIELD_SIZE, MAX_HEADERS, PoolState
 
 from .conftest import GOOD_CODE, LOOPBACK, Recorder, StartGateway, base_url, sample
 from .test_im_proxy import im
@@ -62,8 +63,10 @@ class StandIn:
                 if path == ROUTE and self.answer:
                     answer, self.answer = self.answer, b""
                     writer.write(answer)
-                    await reader.read()  # until the gateway drops the connection
-                    self.dropped.set()
+                    try:
+                        await reader.read()  # until the gateway drops the connection
+                    finally:
+                        self.dropped.set()
                     return
                 passed = {k: v for k, v in headers.items() if k.lower() in ("token", "operationid", "content-type")}
                 async with self._http.post(self.sandbox + path, data=body, headers=passed) as response:
@@ -270,3 +273,27 @@ async def test_openim_failing_midway_through_a_streamed_answer_cuts_the_client_o
     assert (reader.status, reader.complete, reader.malformed) == (200, False, False)
     metrics = gateway.app[METRICS]
     assert sample(metrics, "messenger_gw_openim_errors_total", route=ROUTE, kind="timeout") == 1
+
+
+async def test_a_gzip_answer_expanding_beyond_the_bound_while_streamed_cuts_the_client_off(
+    start_gateway: StartGateway, sandbox_server: TestServer
+) -> None:
+    packer = zlib.compressobj(9, wbits=31)
+    block = b" " * (1 << 20)  # JSON whitespace after the envelope's start: over the peek, so streamed
+    bomb = packer.compress(b'{"errCode":0,"errMsg":"","errDlt":"","data":{') + b"".join(
+        packer.compress(block) for _ in range(MAX_ANSWER_BYTES // len(block) + 1)
+    )
+    bomb += packer.flush()
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb)
+    reader = SlowReader(chunk=1 << 20)
+    async with StandIn(base_url(sandbox_server), head + bomb) as openim:
+        gateway = await start_gateway(PHASE="4", OPENIM_API_URL=openim.url)
+        async with gateway.client() as client:
+            await logged_in(client)
+            async with asyncio.timeout(20):
+                await reader.post(client, "/im" + ROUTE, b"{}")
+                await openim.dropped.wait()
+    assert (reader.status, reader.complete, reader.malformed) == (200, False, False)
+    assert MAX_ANSWER_BYTES - (1 << 20) < len(reader.body) <= MAX_ANSWER_BYTES
+    metrics = gateway.app[METRICS]
+    assert sample(metrics, "messenger_gw_openim_errors_total", route=ROUTE, kind="answer_too_large") == 1
