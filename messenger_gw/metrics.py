@@ -156,7 +156,8 @@ class Metrics:
         )
         self.webhook_rule_failures = Counter(
             "messenger_gw_webhook_rule_failures",
-            "before-callbacks whose rules could not be evaluated (store down), by the policy applied.",
+            "before-callbacks whose rules could not be evaluated (store down; body too large, malformed or under a"
+            " wrong secret or address), by the policy applied.",
             ["policy"],
             registry=r,
         )
