@@ -1,16 +1,23 @@
-"""``make bench``: the /im chain against a fixed upstream, side by side with a bare proxy, on loopback.
+"""``make bench``: the /im chain and the webhook route, each side by side with a bare baseline, on loopback.
 
 Starts redis-server, nginx answering one static OpenIM envelope (it satisfies every call the
 gateway makes: get_admin_token, get_user_token, the proxied route), and a stand-in user-service.
 Then, for each worker count, drives wrk at:
 
-  (a) the upstream directly,
-  (b) a bare aiohttp pass-through proxy (bench/passthrough.py) with the same worker count,
+  (a) the upstream directly, once;
+  (b) a bare aiohttp pass-through proxy (bench/passthrough.py) with the same worker count, and
   (c) messenger-gw's full /im chain with requests pre-signed with distinct nonces, warm caches,
+      flat out in turns (b c b c b c: the machine's speed drifts, so each pair runs back to back),
+      then both paced at half of (b)'s rate, in turns too;
+  (d0) a bare aiohttp handler doing one XADD per request (bench/bare_webhook.py), and
+  (d) after-callbacks through the gateway's webhook route, in turns, every answered one checked
+      in the stream; (e) before-callbacks paced at 1,000 per second.
 
-flat out, and then (b) and (c) again paced at half of (b)'s peak rate. It prints requests per
-second, p50/p99 latency, errors, each worker's peak RSS, the ratios (c)/(b) and (c)/(a), and the
-store round trips per request on the warm path, and writes it all to bench/results/*.json.
+Both servers of a pair run throughout, so neither starts cold. Each run prints requests per
+second, p50/p99 latency, errors, and the CPU time (user + system, from /proc) the server's own
+processes spent per request; each pair, the median and range over the rounds of every figure and
+of the ratio taken round by round, with the peak RSS and the store round trips per request.
+Everything goes to bench/results/<time>.json.
 """
 
 from __future__ import annotations
@@ -22,12 +29,14 @@ import datetime
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +47,7 @@ from messenger_gw.client import GatewayClient
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
 LOOPBACK = "127.0.0.1"
 ROUTE = "/im/user/get_users_info"
 BODY = '{"userIDs":["bench_user"]}'
@@ -174,8 +184,51 @@ def peak_rss_mb(pids: list[int]) -> list[float]:
     return peaks
 
 
-def children_of(pid: int) -> list[int]:
-    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process under it: all the workers of a server, and nothing else."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += process_tree(int(child))
+    return found
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system time the processes (all their threads) have used so far."""
+    total = 0
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / CLOCK_TICKS
+
+
+def measured(pids: list[int], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run`` (one wrk run), with the CPU time the server's processes spent on each request it answered."""
+    before = cpu_seconds(pids)
+    result = run()
+    used = cpu_seconds(pids) - before
+    return result | {"cpu_us_per_request": round(used * 1e6 / max(1, result["requests"]), 1)}
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def summary_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and range of a run repeated over the rounds."""
+    return {key: spread([r[key] for r in runs]) for key in ("rps", "p50_us", "p99_us", "cpu_us_per_request")} | {
+        "errors": sum(r["errors"] for r in runs),
+        "rounds": len(runs),
+    }
+
+
+def ratios(numerator: list[dict[str, Any]], denominator: list[dict[str, Any]], key: str = "rps") -> dict[str, float]:
+    """The ratio round by round (each pair run back to back), then its median and range."""
+    return spread([n[key] / d[key] for n, d in zip(numerator, denominator, strict=True)])
 
 
 async def presign(gateway_url: str, counts: list[int]) -> list[list[tuple[str, str, str]]]:
@@ -220,60 +273,78 @@ def gateway_env(port: int, redis_url: str, upstream: str, user_service: str) -> 
 
 
 def run_config(
-    workers: int, seconds: int, folder: Path, redis_url: str, upstream: str, user_service: str
+    workers: int, seconds: int, rounds: int, folder: Path, redis_url: str, upstream: str, user_service: str
 ) -> dict[str, Any]:
+    """(a) once; then (b) and (c) flat out in turns, ``rounds`` times; then both paced, in turns too."""
     connections = 32 * workers
     port_b, port_c = free_port(), free_port()
     redis.Redis.from_url(redis_url).flushall()  # each configuration starts cold
-    results: dict[str, dict[str, Any]] = {}
-    print(f"\n== {workers} worker(s), {connections} connections, {seconds}s per run ==", flush=True)
-
-    results["a_upstream"] = wrk(upstream, connections, seconds, None, 0)
+    print(f"\n== {workers} worker(s), {connections} connections, {rounds} rounds of {seconds}s ==", flush=True)
+    a = wrk(upstream, connections, seconds, None, 0)
 
     passthrough = [sys.executable, str(BENCH / "passthrough.py"), LOOPBACK, str(port_b), upstream]
-    with started(*[passthrough] * workers) as proxies:
-        wait_http(f"http://{LOOPBACK}:{port_b}/ready")
-        wrk(f"http://{LOOPBACK}:{port_b}", connections, 2, None, 0)  # warm-up
-        results["b_passthrough"] = wrk(f"http://{LOOPBACK}:{port_b}", connections, seconds, None, 0)
-        half_rate = results["b_passthrough"]["rps"] / 2
-        pace = connections * 1000 / half_rate
-        results["b_passthrough_paced"] = wrk(f"http://{LOOPBACK}:{port_b}", connections, seconds, None, pace)
-        results["b_passthrough"]["peak_rss_mb"] = peak_rss_mb([p.pid for p in proxies])
-
     env = gateway_env(port_c, redis_url, upstream, user_service)
     gateway = [sys.executable, "-m", "messenger_gw", "serve", "--workers", str(workers)]
-    url = f"http://{LOOPBACK}:{port_c}"
-    with started(gateway, env=env) as (parent,):
-        wait_http(url + "/healthz")
-        expected = max(5_000, int(results["b_passthrough"]["rps"] * seconds * 1.5))
-        warm, flat, paced = asyncio.run(presign(url, [expected // 4, expected, int(half_rate * seconds * 1.5)]))
-        wrk(url, connections, 2, write_batch(folder / "warm.tsv", warm), 0)
+    url_b, url_c = f"http://{LOOPBACK}:{port_b}", f"http://{LOOPBACK}:{port_c}"
+    with started(*[passthrough] * workers) as proxies, started(gateway, env=env) as (parent,):
+        wait_http(url_b + "/ready")
+        wait_http(url_c + "/healthz")
+        pids_b, pids_c = [p.pid for p in proxies], process_tree(parent.pid)
+        warm_b = wrk(url_b, connections, 2, None, 0)
+        # Enough distinct nonces for (c) to run twice as fast as (b) did while warming up: none replayed.
+        flat_count = max(5_000, int(warm_b["rps"] * seconds * 2))
+        pace = connections * 1000 / (warm_b["rps"] / 2)  # ms between requests on each connection
+        paced_count = max(2_000, int(warm_b["rps"] / 2 * seconds * 2))
+        batches = asyncio.run(presign(url_c, [flat_count // 4] + [flat_count] * rounds + [paced_count] * rounds))
+        files = [write_batch(folder / f"batch{i}.tsv", batch) for i, batch in enumerate(batches)]
+        del batches
+        wrk(url_c, connections, 2, files[0], 0)  # warm-up: caches, connections, the JIT-less interpreter's caches
         store = redis.Redis.from_url(redis_url)
-        before = command_calls(store)
-        results["c_gateway"] = flat_result = wrk(url, connections, seconds, write_batch(folder / "flat.tsv", flat), 0)
-        after = command_calls(store)
-        requests = max(1, flat_result["requests"])
-        sets = after.get("set", 0) - before.get("set", 0)
-        calls = sum(after.values()) - sum(before.values())
-        # Redis counts the SETs a script runs as commands of their own: a claim batch is one EVALSHA
-        # (one round trip) and a SET per nonce. Round trips are every command but those SETs; the
-        # SETs per request show whether anything else set a key.
-        flat_result["store_round_trips_per_request"] = round((calls - sets) / requests, 3)
-        flat_result["store_sets_per_request"] = round(sets / requests, 3)
-        results["c_gateway_paced"] = wrk(url, connections, seconds, write_batch(folder / "paced.tsv", paced), pace)
-        results["c_gateway"]["peak_rss_mb"] = peak_rss_mb(children_of(parent.pid) or [parent.pid])
+        b_runs: list[dict[str, Any]] = []
+        c_runs: list[dict[str, Any]] = []
+        for index in range(rounds):
+            b_runs.append(measured(pids_b, lambda: wrk(url_b, connections, seconds, None, 0)))
+            before = command_calls(store)
+            c_runs.append(measured(pids_c, partial(wrk, url_c, connections, seconds, files[1 + index], 0)))
+            after = command_calls(store)
+            requests = max(1, c_runs[-1]["requests"])
+            sets = after.get("set", 0) - before.get("set", 0)
+            # Redis counts the SETs a script runs as commands of their own: a claim batch is one EVALSHA
+            # (one round trip) and a SET per nonce. Round trips are every command but those SETs; the
+            # SETs per request show whether anything else set a key.
+            c_runs[-1]["store_round_trips_per_request"] = round(
+                (sum(after.values()) - sum(before.values()) - sets) / requests, 3
+            )
+            c_runs[-1]["store_sets_per_request"] = round(sets / requests, 3)
+            print_run(f"(b) round {index + 1}", b_runs[-1])
+            print_run(f"(c) round {index + 1}", c_runs[-1])
+        b_paced: list[dict[str, Any]] = []
+        c_paced: list[dict[str, Any]] = []
+        for index in range(rounds):
+            b_paced.append(measured(pids_b, lambda: wrk(url_b, connections, seconds, None, pace)))
+            c_paced.append(measured(pids_c, partial(wrk, url_c, connections, seconds, files[1 + rounds + index], pace)))
+        rss = {"b": peak_rss_mb(pids_b), "c": peak_rss_mb(pids_c[1:] or pids_c)}
 
-    a, b, c = results["a_upstream"], results["b_passthrough"], results["c_gateway"]
     summary = {
-        "c_over_b_throughput": round(c["rps"] / b["rps"], 3),
-        "c_over_a_throughput": round(c["rps"] / a["rps"], 3),
-        "paced_rate_rps": round(half_rate),
-        "p99_added_at_half_rate_ms": round(
-            (results["c_gateway_paced"]["p99_us"] - results["b_passthrough_paced"]["p99_us"]) / 1000, 3
+        "a_upstream": a,
+        "b_passthrough": summary_of(b_runs),
+        "c_gateway": summary_of(c_runs),
+        "b_paced": summary_of(b_paced),
+        "c_paced": summary_of(c_paced),
+        "c_over_b_throughput": ratios(c_runs, b_runs),
+        "c_over_b_cpu_per_request": ratios(c_runs, b_runs, "cpu_us_per_request"),
+        "c_over_a_throughput": spread([c["rps"] / a["rps"] for c in c_runs]),
+        "paced_rate_rps": round(warm_b["rps"] / 2),
+        "p99_added_at_half_rate_ms": spread(
+            [(c["p99_us"] - b["p99_us"]) / 1000 for c, b in zip(c_paced, b_paced, strict=True)]
         ),
+        "store_round_trips_per_request": spread([c["store_round_trips_per_request"] for c in c_runs]),
+        "store_sets_per_request": spread([c["store_sets_per_request"] for c in c_runs]),
+        "peak_rss_mb": rss,
     }
-    print_table(results, summary)
-    return {"workers": workers, "connections": connections, "seconds": seconds, "runs": results, "summary": summary}
+    print_summary(summary)
+    runs = {"b": b_runs, "c": c_runs, "b_paced": b_paced, "c_paced": c_paced}
+    return {"workers": workers, "connections": connections, "seconds": seconds, "runs": runs, "summary": summary}
 
 
 WEBHOOK_SECRET = "bench-webhook-secret-0001"
@@ -294,69 +365,137 @@ def callback(command: str) -> str:
     )  # fmt: skip
 
 
-def run_webhooks(workers: int, seconds: int, redis_url: str, upstream: str, user_service: str) -> dict[str, Any]:
-    """(d) after-callbacks flat out, each stored durably; (e) before-callbacks paced at 1,000 per second."""
+def run_webhooks(
+    workers: int, seconds: int, rounds: int, redis_url: str, upstream: str, user_service: str
+) -> dict[str, Any]:
+    """(d) after-callbacks flat out through the gateway's route, in turns with (d0) the bare handler doing one
+    XADD per request, ``rounds`` times; then (e) before-callbacks paced at 1,000 per second."""
     connections = 32 * workers
-    port = free_port()
+    port, port_bare = free_port(), free_port()
     store = redis.Redis.from_url(redis_url)
     store.flushall()
     env = gateway_env(port, redis_url, upstream, user_service) | {"MESSENGER_GW_WEBHOOK_SECRETS": WEBHOOK_SECRET}
-    url = f"http://{LOOPBACK}:{port}"
-    results: dict[str, dict[str, Any]] = {}
-    print(f"\n== webhooks: {workers} worker(s), {connections} connections, {seconds}s per run ==", flush=True)
-    with started([sys.executable, "-m", "messenger_gw", "serve", "--workers", str(workers)], env=env):
-        wait_http(url + "/healthz")
-        path = f"/webhooks/openim/{WEBHOOK_SECRET}/"
-        wrk(url, connections, 2, None, 0, route=path + AFTER, body=callback(AFTER))  # warm-up
-        before = int(store.xlen(keys.WEBHOOK_STREAM))
-        after = wrk(url, connections, seconds, None, 0, route=path + AFTER, body=callback(AFTER))
-        stored = int(store.xlen(keys.WEBHOOK_STREAM)) - before
-        after |= {"stored": stored, "stored_per_second": stored / (after["duration_us"] / 1e6)}
-        results["d_after_callbacks"] = after
-        pace = connections * 1000 / 1000  # 1,000 per second across all connections
-        results["e_before_callbacks_paced"] = wrk(
-            url, connections, seconds, None, pace, route=path + BEFORE, body=callback(BEFORE)
-        )
-    d, e = results["d_after_callbacks"], results["e_before_callbacks_paced"]
-    print(f"{'run':<26}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for name, r in results.items():
-        print(f"{name:<26}{r['rps']:>10.0f}{r['p50_us'] / 1000:>9.2f}{r['p99_us'] / 1000:>9.2f}{r['errors']:>8.0f}")
-    per_worker = d["stored_per_second"] / workers
-    print(f"after-events stored durably: {d['stored']} ({d['stored_per_second']:.0f}/s, {per_worker:.0f}/s per worker)")
-    print(f"before-callback p99 at {e['rps']:.0f}/s: {e['p99_us'] / 1000:.2f} ms")
-    return {"workers": workers, "connections": connections, "seconds": seconds, "runs": results}
-
-
-def print_table(results: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
-    print(f"{'run':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}  peak RSS MB/worker")
-    for name, r in results.items():
-        rss = " ".join(f"{v:g}" for v in r.get("peak_rss_mb", []))
-        print(
-            f"{name:<22}{r['rps']:>10.0f}{r['p50_us'] / 1000:>9.2f}{r['p99_us'] / 1000:>9.2f}{r['errors']:>8.0f}  {rss}"
-        )
-    c = results["c_gateway"]
-    print(f"(c)/(b) throughput {summary['c_over_b_throughput']}   (c)/(a) {summary['c_over_a_throughput']}")
-    print(f"p99 added over (b) at {summary['paced_rate_rps']} req/s: {summary['p99_added_at_half_rate_ms']} ms")
+    url, url_bare = f"http://{LOOPBACK}:{port}", f"http://{LOOPBACK}:{port_bare}"
+    bare_stream = "bench:bare-webhooks"
+    bare = [sys.executable, str(BENCH / "bare_webhook.py"), LOOPBACK, str(port_bare), redis_url, bare_stream]
+    path = f"/webhooks/openim/{WEBHOOK_SECRET}/"
+    after_body, before_body = callback(AFTER), callback(BEFORE)
     print(
-        f"store round trips per request on the warm path: {c['store_round_trips_per_request']}"
-        f" (SETs per request, the nonce claims they carry: {c['store_sets_per_request']})"
+        f"\n== webhooks: {workers} worker(s), {connections} connections, {rounds} rounds of {seconds}s ==", flush=True
+    )
+    gateway = [sys.executable, "-m", "messenger_gw", "serve", "--workers", str(workers)]
+    with started(gateway, env=env) as (parent,), started(*[bare] * workers) as handlers:
+        wait_http(url + "/healthz")
+        wait_http(url_bare + "/ready")
+        pids, pids_bare = process_tree(parent.pid), [h.pid for h in handlers]
+        wrk(url, connections, 2, None, 0, route=path + AFTER, body=after_body)  # warm-up
+        wrk(url_bare, connections, 2, None, 0, route=path + AFTER, body=after_body)
+        d_runs: list[dict[str, Any]] = []
+        bare_runs: list[dict[str, Any]] = []
+        for index in range(rounds):
+            bare_runs.append(
+                measured(
+                    pids_bare, lambda: wrk(url_bare, connections, seconds, None, 0, route=path + AFTER, body=after_body)
+                )
+            )
+            before = int(store.xlen(keys.WEBHOOK_STREAM))
+            run = measured(pids, lambda: wrk(url, connections, seconds, None, 0, route=path + AFTER, body=after_body))
+            stored = int(store.xlen(keys.WEBHOOK_STREAM)) - before
+            # Every answered event must be in the stream: wrk counts answers, the stream what was kept.
+            d_runs.append(run | {"stored": stored, "stored_per_second": stored / (run["duration_us"] / 1e6)})
+            print_run(f"(d0) round {index + 1}", bare_runs[-1])
+            print_run(f"(d) round {index + 1}", d_runs[-1])
+        pace = connections * 1000 / 1000  # 1,000 per second across all connections
+        e = measured(pids, lambda: wrk(url, connections, seconds, None, pace, route=path + BEFORE, body=before_body))
+        print_run("(e) paced", e)
+    summary = {
+        "d0_bare_xadd": summary_of(bare_runs),
+        "d_after_callbacks": summary_of(d_runs),
+        "d_over_d0_throughput": ratios(d_runs, bare_runs),
+        "d_over_d0_cpu_per_request": ratios(d_runs, bare_runs, "cpu_us_per_request"),
+        "stored_per_second_per_worker": spread([d["stored_per_second"] / workers for d in d_runs]),
+        # The stream may hold a few more than wrk counted (answers in flight when it stopped), never fewer.
+        "answered_not_stored": max(0, sum(d["requests"] - d["stored"] for d in d_runs)),
+        "e_before_callbacks_paced": e,
+    }
+    print_webhook_summary(summary)
+    runs = {"d0": bare_runs, "d": d_runs, "e": [e]}
+    return {"workers": workers, "connections": connections, "seconds": seconds, "runs": runs, "summary": summary}
+
+
+def print_run(name: str, r: dict[str, Any]) -> None:
+    print(
+        f"  {name:<16}{r['rps']:>9.0f} req/s  p50 {r['p50_us'] / 1000:6.2f} ms  p99 {r['p99_us'] / 1000:6.2f} ms"
+        f"  errors {r['errors']:.0f}  CPU {r['cpu_us_per_request']:6.1f} us/request",
+        flush=True,
+    )
+
+
+def _range(s: dict[str, float], digits: int = 0, scale: float = 1) -> str:
+    return f"{s['median'] / scale:.{digits}f} ({s['min'] / scale:.{digits}f}-{s['max'] / scale:.{digits}f})"
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    print("  medians over the rounds (min-max):")
+    print(f"  {'run':<16}{'req/s':>24}{'p50 ms':>20}{'p99 ms':>20}{'CPU us/request':>24}{'errors':>8}")
+    for name in ("b_passthrough", "c_gateway", "b_paced", "c_paced"):
+        r = s[name]
+        print(
+            f"  {name:<16}{_range(r['rps']):>24}{_range(r['p50_us'], 2, 1000):>20}{_range(r['p99_us'], 2, 1000):>20}"
+            f"{_range(r['cpu_us_per_request'], 1):>24}{r['errors']:>8}"
+        )
+    a = s["a_upstream"]
+    print(f"  (a) upstream {a['rps']:.0f} req/s, p99 {a['p99_us'] / 1000:.2f} ms, errors {a['errors']:.0f}")
+    print(f"  (c)/(b) throughput {_range(s['c_over_b_throughput'], 3)}   (c)/(a) {_range(s['c_over_a_throughput'], 3)}")
+    print(f"  (c)/(b) CPU per request {_range(s['c_over_b_cpu_per_request'], 3)}")
+    print(f"  p99 added over (b) at {s['paced_rate_rps']} req/s: {_range(s['p99_added_at_half_rate_ms'], 2)} ms")
+    print(
+        f"  store round trips per request on the warm path: {_range(s['store_round_trips_per_request'], 3)}"
+        f" (SETs per request, the nonce claims they carry: {_range(s['store_sets_per_request'], 3)})"
+    )
+    print(f"  peak RSS MB per worker: (b) {s['peak_rss_mb']['b']}  (c) {s['peak_rss_mb']['c']}", flush=True)
+
+
+def print_webhook_summary(s: dict[str, Any]) -> None:
+    print("  medians over the rounds (min-max):")
+    for name in ("d0_bare_xadd", "d_after_callbacks"):
+        r = s[name]
+        print(
+            f"  {name:<18}{_range(r['rps'])} req/s  p99 {_range(r['p99_us'], 2, 1000)} ms"
+            f"  CPU {_range(r['cpu_us_per_request'], 1)} us/request  errors {r['errors']}"
+        )
+    print(f"  (d)/(d0) throughput {_range(s['d_over_d0_throughput'], 3)}")
+    print(f"  (d)/(d0) CPU per request {_range(s['d_over_d0_cpu_per_request'], 3)}")
+    print(
+        f"  after-events stored durably per second per worker: {_range(s['stored_per_second_per_worker'])};"
+        f" answered but not in the stream: {s['answered_not_stored']}"
+    )
+    e = s["e_before_callbacks_paced"]
+    print(
+        f"  (e) before-callback p99 at {e['rps']:.0f}/s: {e['p99_us'] / 1000:.2f} ms, errors {e['errors']:.0f}",
+        flush=True,
     )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, action="append", help="worker counts to run (default: 1 and 2)")
-    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=6, help="length of each run")
+    parser.add_argument("--rounds", type=int, default=3, help="how many times each compared pair runs, in turns")
     args = parser.parse_args()
+    if args.rounds < 1 or args.seconds < 1:
+        parser.error("--rounds and --seconds must be at least 1")
     for tool in ("redis-server", "nginx", "wrk"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             print(f"bench: {tool} is missing; run it through `make bench`", file=sys.stderr)
             return 1
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    RESULTS.mkdir(parents=True, exist_ok=True)  # before the runs: a fresh clone has no results yet
     with tempfile.TemporaryDirectory(prefix="messenger-gw-bench-") as tmp:
         folder = Path(tmp)
         redis_port, upstream_port, user_port = free_port(), free_port(), free_port()
         upstream, user_service = f"http://{LOOPBACK}:{upstream_port}", f"http://{LOOPBACK}:{user_port}"
+        redis_url = f"redis://{LOOPBACK}:{redis_port}"
         services = [
             ["redis-server", "--bind", LOOPBACK, "--port", str(redis_port), "--save", "", "--appendonly", "no"],
             [nginx, "-c", str(nginx_config(folder, upstream_port)), "-p", str(folder)],
@@ -364,21 +503,22 @@ def main() -> int:
         ]
         with started(*services):
             wait_http(upstream + "/")
-            wait_redis(f"redis://{LOOPBACK}:{redis_port}")
+            wait_redis(redis_url)
             date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+            workers = args.workers or [1, 2]
             report = {
                 "date": date,
-                "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+                "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load": os.getloadavg()},
+                "seconds": args.seconds,
+                "rounds": args.rounds,
                 "configs": [
-                    run_config(w, args.seconds, folder, f"redis://{LOOPBACK}:{redis_port}", upstream, user_service)
-                    for w in (args.workers or [1, 2])
+                    run_config(w, args.seconds, args.rounds, folder, redis_url, upstream, user_service) for w in workers
                 ],
                 "webhooks": [
-                    run_webhooks(w, args.seconds, f"redis://{LOOPBACK}:{redis_port}", upstream, user_service)
-                    for w in (args.workers or [1, 2])
+                    run_webhooks(w, args.seconds, args.rounds, redis_url, upstream, user_service) for w in workers
                 ],
             }
-    out = BENCH / "results" / f"{date.replace(':', '')}.json"
+    out = RESULTS / f"{date.replace(':', '')}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {out.relative_to(ROOT)}")
     return 0
