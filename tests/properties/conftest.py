@@ -35,7 +35,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "fuzz",
-    max_examples=2_000,
+    max_examples=1_000,
     deadline=None,
     database=DirectoryBasedExampleDatabase(Path(__file__).resolve().parents[2] / ".hypothesis" / "examples"),
     print_blob=True,
