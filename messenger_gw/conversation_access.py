@@ -33,23 +33,14 @@ from .admin_token import AdminTokenManager
 from .cache import TTLCache
 from .invalidation import Invalidation
 from .openim import OpenIMClient
-from .webhook_models import Event, GroupDismissEvent, GroupKickEvent, GroupMemberEvent
 
 MEMBERSHIP_TTL = 10.0
 MEMBERSHIP_MAX = 100_000
 USER_EXISTS_TTL = 300.0
 INVALIDATION_KIND = "group_members"  # the subject is a group ID
+
+
 # OpenIM's after-callbacks that say who is in a group changed (contract, section 8.5).
-MEMBERSHIP_CALLBACKS = frozenset(
-    {
-        "callbackAfterKickGroupCommand",
-        "callbackAfterQuitGroupCommand",
-        "callbackAfterJoinGroupCommand",
-        "callbackAfterDisMissGroupCommand",
-    }
-)
-
-
 def single_chat_pairs(rest: str) -> list[tuple[str, str]]:
     """Every way ``rest`` reads as ``<low>_<high>`` with ``low <= high`` and both non-empty."""
     pairs = []
@@ -167,15 +158,6 @@ class ConversationAccess:
         """Forget the members of these groups here at once, then on every replica (StoreError if unsent)."""
         for group_id in group_ids:
             await self._invalidation.publish(INVALIDATION_KIND, group_id)
-
-    async def forget_on(self, event: Event) -> None:
-        """Forget a group whose membership an OpenIM after-callback says changed."""
-        if (
-            event.command in MEMBERSHIP_CALLBACKS
-            and isinstance(event, GroupKickEvent | GroupMemberEvent | GroupDismissEvent)
-            and event.group_id
-        ):
-            await self.forget_groups([event.group_id])
 
     async def _is_party(self, user_id: str, rest: str, operation_id: str) -> bool:
         pairs = single_chat_pairs(rest)

@@ -12,7 +12,7 @@ and message or operation ID) because each is idempotent by the event's key:
   hash ``gw:moderation:flags`` (field = the event key);
 * audit: group dismissals and kicks are written to the admin audit log once per key;
 * membership: a kick, quit, join or dismissal makes every replica forget what it
-  remembered of that group's members (``ConversationAccess.forget_on``).
+  remembered of that group's members (``ConversationAccess.forget_groups``).
 """
 
 from __future__ import annotations
@@ -33,11 +33,21 @@ from .background import running
 from .conversation_access import ConversationAccess
 from .metrics import Metrics
 from .store import Store, StoreError, StreamEntry
-from .webhook_models import Event, GroupDismissEvent, GroupKickEvent, MessageEvent, parse_event
+from .webhook_models import Event, GroupDismissEvent, GroupKickEvent, GroupMemberEvent, MessageEvent, parse_event
 from .webhooks import command_label
 from .word_rules import WordRules
 
 log = logging.getLogger(__name__)
+
+# The after-callbacks that say a group's members changed.
+MEMBERSHIP_CALLBACKS = frozenset(
+    {
+        "callbackAfterKickGroupCommand",
+        "callbackAfterQuitGroupCommand",
+        "callbackAfterJoinGroupCommand",
+        "callbackAfterDisMissGroupCommand",
+    }
+)
 
 GROUP = "gateway"
 MAX_DELIVERIES = 5
@@ -121,8 +131,13 @@ class WebhookConsumer:
         command = entry.fields["command"].decode()
         body = orjson.loads(entry.fields["body"])
         _, event = parse_event(command, body, operation_id=entry.fields.get("operationID", b"").decode())
-        if self._memberships is not None:
-            await self._memberships.forget_on(event)  # once, here; pub/sub carries it to every replica
+        if (
+            self._memberships is not None
+            and event.command in MEMBERSHIP_CALLBACKS
+            and isinstance(event, GroupKickEvent | GroupMemberEvent | GroupDismissEvent)
+            and event.group_id
+        ):
+            await self._memberships.forget_groups([event.group_id])  # once, here; pub/sub reaches every replica
         await self._count(event)
         if isinstance(event, MessageEvent) and self._flagged.match(event.text):
             await self._store.hset(keys.MODERATION_FLAGS, {event.key: orjson.dumps(_flag(event, entry))})
