@@ -218,7 +218,7 @@ async def test_mute_and_unmute_a_group_and_a_member(gateway: Gateway, group_id: 
     status, body, _ = await call(
         gateway, "POST", f"/admin/groups/{group_id}/members/ghost/mute", {"seconds": 60} | REASON
     )
-    assert (status, body["errCode"]) == (404, 1101)
+    assert (status, body["errCode"]) == (404, 1004)
 
 
 # -- messages -------------------------------------------------------------------------------------------

@@ -209,7 +209,7 @@ async def test_a_member_cannot_erase_another_members_group_message_for_everyone(
         text = {"content": {"content": "mine"}, "contentType": 101, "sessionType": 3}
         await bob.call("/im/msg/send_msg", text | {"groupID": group_id})
     conversation = f"sg_{group_id}"
-    [message] = [m for m in sandbox.messages[conversation] if m["sendID"] == "bob"]
+    [message] = [m for m in sandbox.messages[conversation] if m["contentType"] == 101]
     erase = {"conversationID": conversation, "seqs": [message["seq"]]}
     for options in (
         {"deleteSyncOpt": {"IsSyncOther": True}},

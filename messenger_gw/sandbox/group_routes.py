@@ -1,185 +1,608 @@
-"""``/group/*`` (contract section 5)."""
+"""``/group/*`` (contract section 5; ``internal/rpc/group`` of v3.8.3).
+
+Groups live in ``Sandbox.groups`` (the stored group: its owner and member count are read from
+the members, as OpenIM reads them) and members in ``Sandbox.members`` (nickname and face empty
+unless set, filled from the user when read). Join requests are in ``Sandbox.group_requests``.
+Every membership change goes through ``Sandbox.add_members`` / ``remove_members``, so the
+group's member log and each user's join log (the two incremental syncs) record it; a change of
+the group itself is recorded in the member log under the group-change ID. The notifications
+(``notifications.py``) carry the member log's version, as ``setVersion`` does.
+
+Permissions are v3.8.3's, holes included: ``join_group`` joins ``inviterUserID`` (any user)
+and the member reads take any group.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from . import notifications as n
 from .envelope import Body, CodeError
 from .friend_routes import full_ids, incremental
-from .routing import caller_of, check, route
-from .state import Caller, Sandbox
+from .routing import caller_of, check, require_self_or_admin, route
+from .state import GROUP_CHANGE_ID, OPERATION_ID, SORT_CHANGE_ID, Caller, Sandbox
 
 OWNER, ADMIN, MEMBER = 100, 60, 20
-DISMISSED = 2
+GROUP_OK, DISMISSED, MUTED = 0, 2, 3
+ALL_NEED_VERIFICATION, DIRECTLY = 1, 2  # needVerification
+JOIN_BY_INVITATION = 2
+AGREE, REFUSE = 1, -1
+APP_ADMIN = 2  # constant.AppAdmin: the appMangerLevel OpenIM gives an app admin acting in a group
+APPLICANT_RECEIVER, ADMIN_RECEIVER = 0, 1
+
+GROUP_INFO_FIELDS = (
+    "groupID",
+    "groupName",
+    "notification",
+    "introduction",
+    "faceURL",
+    "ownerUserID",
+    "createTime",
+    "memberCount",
+    "ex",
+    "status",
+    "creatorUserID",
+    "groupType",
+    "needVerification",
+    "lookMemberInfo",
+    "applyMemberFriend",
+    "notificationUpdateTime",
+    "notificationUserID",
+)
+MEMBER_FIELDS = (
+    "groupID",
+    "userID",
+    "roleLevel",
+    "joinTime",
+    "nickname",
+    "faceURL",
+    "appMangerLevel",
+    "joinSource",
+    "operatorUserID",
+    "ex",
+    "muteEndTime",
+    "inviterUserID",
+)
 
 
-def _group(sb: Sandbox, group_id: str) -> dict[str, Any]:
+# -- reads of the store, as OpenIM's converters give them ---------------------------------------------
+
+
+def take_group(sb: Sandbox, group_id: str) -> dict[str, Any]:
     group = sb.groups.get(group_id)
     if group is None:
-        raise CodeError(1004, "group not found")
+        raise CodeError(1004, "mongo: no documents in result")
     return group
 
 
-def _member(sb: Sandbox, group_id: str, user_id: str, role: int, join_source: int, operator: str) -> dict[str, Any]:
-    user = sb.users[user_id]
+def take_member(sb: Sandbox, group_id: str, user_id: str) -> dict[str, Any]:
+    member = sb.members.get(group_id, {}).get(user_id)
+    if member is None:
+        raise CodeError(1004, "mongo: no documents in result")
+    return member
+
+
+def owner_of(sb: Sandbox, group_id: str) -> str:
+    return next((u for u, m in sb.members.get(group_id, {}).items() if m["roleLevel"] == OWNER), "")
+
+
+def group_info(sb: Sandbox, group_id: str, *, member_count: int | None = None) -> dict[str, Any]:
+    """``Db2PbGroupInfo``: the stored group with its owner and member count read from its members."""
+    group = sb.groups[group_id]
+    count = len(sb.members.get(group_id, {})) if member_count is None else member_count
+    live = {"ownerUserID": owner_of(sb, group_id), "memberCount": count}
     return {
-        "groupID": group_id,
-        "userID": user_id,
-        "roleLevel": role,
-        "joinTime": sb.now_ms(),
-        "nickname": user["nickname"],
-        "faceURL": user["faceURL"],
-        "appMangerLevel": user["appMangerLevel"],
-        "joinSource": join_source,
-        "operatorUserID": operator,
-        "ex": "",
-        "muteEndTime": 0,
-        "inviterUserID": operator,
+        name: live[name] if name in live else group.get(name, 0 if name != "groupName" else "")
+        for name in GROUP_INFO_FIELDS
     }
 
 
-def _page(body: Body) -> tuple[int, int]:
+def member_full_info(**fields: Any) -> dict[str, Any]:
+    """A ``GroupMemberFullInfo`` with Go's zero values for what is not given."""
+    zero: dict[str, Any] = {"roleLevel": 0, "joinTime": 0, "appMangerLevel": 0, "joinSource": 0, "muteEndTime": 0}
+    return {name: fields.get(name, zero.get(name, "")) for name in MEMBER_FIELDS}
+
+
+def member_info(sb: Sandbox, member: dict[str, Any], app_manger_level: int = 0) -> dict[str, Any]:
+    """``Db2PbGroupMember`` after ``PopulateGroupMember``: an empty nickname or face is the user's."""
+    user = sb.users.get(member["userID"], {})
+    return member_full_info(
+        **(
+            member
+            | {
+                "nickname": member.get("nickname") or user.get("nickname", ""),
+                "faceURL": member.get("faceURL") or user.get("faceURL", ""),
+                "appMangerLevel": app_manger_level,
+            }
+        )
+    )
+
+
+def sorted_members(sb: Sandbox, group_id: str) -> list[dict[str, Any]]:
+    """``memberSort``: role level descending, then in the order they joined."""
+    return sorted(sb.members.get(group_id, {}).values(), key=lambda m: -m["roleLevel"])
+
+
+def new_member(
+    sb: Sandbox, group_id: str, user_id: str, role: int, *, operator: str, inviter: str, join_source: int
+) -> dict[str, Any]:
+    """A ``model.GroupMember`` as stored: no nickname or face of its own."""
+    return member_full_info(
+        groupID=group_id,
+        userID=user_id,
+        roleLevel=role,
+        joinTime=sb.now_ms(),
+        joinSource=join_source,
+        operatorUserID=operator,
+        inviterUserID=inviter,
+    )
+
+
+def member_version(sb: Sandbox, group_id: str) -> dict[str, Any]:
+    """``setVersion``: the group's member log as this request left it."""
+    log = sb.version_log("group_member", group_id)
+    return {"groupMemberVersion": log.version, "groupMemberVersionID": log.version_id}
+
+
+def op_user(sb: Sandbox, group_id: str, user_id: str, given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``fillOpUserByUserID``: an app admin as a group admin of app level 2, a member as its
+    member record, anyone else as ``given`` or a bare record; nickname and face from the user."""
+    user = sb.users.get(user_id, {})
+    member = sb.members.get(group_id, {}).get(user_id)
+    if sb.is_admin(user_id):
+        info = member_full_info(groupID=group_id, userID=user_id, roleLevel=ADMIN, appMangerLevel=APP_ADMIN)
+    elif member is not None:
+        info = member_full_info(**member)
+    elif given is not None:
+        info = dict(given)
+    else:
+        return member_full_info(
+            groupID=group_id,
+            userID=user_id,
+            nickname=user.get("nickname", ""),
+            faceURL=user.get("faceURL", ""),
+            operatorUserID=user_id,
+        )
+    info["nickname"] = info["nickname"] or user.get("nickname", "")
+    info["faceURL"] = info["faceURL"] or user.get("faceURL", "")
+    return info
+
+
+def page(body: Body, items: list[Any]) -> list[Any] | None:
+    """``Check()`` wants a pagination with pageNumber >= 1; ``Paginate`` gives nothing for
+    showNumber 0 (JSON null, as Go's nil slice)."""
     pagination = body.object("pagination")
-    number = pagination.integer("pageNumber") if pagination else 1
-    size = (pagination.integer("showNumber") if pagination else 0) or 100
-    check(number >= 1)
-    return number, size
+    check(pagination is not None and pagination.integer("pageNumber") >= 1)
+    assert pagination is not None
+    number, size = pagination.integer("pageNumber"), pagination.integer("showNumber")
+    return items[(number - 1) * size : number * size] or None if size > 0 else None
 
 
-def _sync_count(sb: Sandbox, group_id: str) -> None:
-    sb.groups[group_id]["memberCount"] = len(sb.members[group_id])
+def _op(caller: Caller | None) -> Caller:
+    return caller_of(caller)
+
+
+def _is_manager(role: int) -> bool:
+    return role in (OWNER, ADMIN)
+
+
+# -- create, read ---------------------------------------------------------------------------------------
 
 
 @route("/group/create_group")
-def create_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
-    info = body.object("groupInfo")
-    owner = body.string("ownerUserID")
-    members, admins = body.strings("memberUserIDs") or [], body.strings("adminUserIDs") or []
-    check(info is not None and bool(owner))
+async def create_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    info, owner = body.object("groupInfo"), body.string("ownerUserID")
+    check(info is not None and 0 <= info.integer("groupType") <= 2 and bool(owner))
     assert info is not None
+    members, admins = body.strings("memberUserIDs") or [], body.strings("adminUserIDs") or []
     if info.integer("groupType") != 2:
-        raise CodeError(1001, "groupType must be 2 (WorkingGroup)")
-    who = caller_of(caller)
-    if not who.is_admin and who.user_id != owner:
-        raise CodeError(1002, "caller must be the owner or an admin")
-    everyone = [owner, *admins, *members]
-    if len(set(everyone)) != len(everyone):
-        raise CodeError(1001, "duplicate userIDs")
-    if any(u not in sb.users for u in everyone):
+        raise CodeError(1001, "group type only supports 2")
+    who = require_self_or_admin(caller, owner)
+    user_ids = [*members, *admins, owner]
+    if who.user_id not in user_ids:
+        user_ids.append(who.user_id)  # the operator is counted, not made a member
+    if len(set(user_ids)) != len(user_ids):
+        raise CodeError(1001, "group member repeated")
+    if any(u not in sb.users for u in user_ids):
         raise CodeError(1101, "user not found")
-    group_id = info.string("groupID") or sb.new_group_id()
+    group_id = info.string("groupID")
     if group_id in sb.groups:
-        raise CodeError(1202, "groupID existed")
+        raise CodeError(1202, f"group id existed {group_id}")
+    group_id = group_id or sb.new_group_id()
+    # Pb2DBGroupInfo: status, creator and notification fields are taken from the caller as sent.
     sb.groups[group_id] = {
         "groupID": group_id,
         "groupName": info.string("groupName"),
         "notification": info.string("notification"),
         "introduction": info.string("introduction"),
         "faceURL": info.string("faceURL"),
-        "ownerUserID": owner,
         "createTime": sb.now_ms(),
-        "memberCount": 0,
         "ex": info.string("ex"),
-        "status": 0,
-        "creatorUserID": who.user_id,
+        "status": info.integer("status"),
+        "creatorUserID": info.string("creatorUserID"),
         "groupType": 2,
         "needVerification": info.integer("needVerification"),
         "lookMemberInfo": info.integer("lookMemberInfo"),
         "applyMemberFriend": info.integer("applyMemberFriend"),
-        "notificationUpdateTime": 0,
-        "notificationUserID": "",
+        "notificationUpdateTime": info.integer("notificationUpdateTime"),
+        "notificationUserID": info.string("notificationUserID"),
     }
-    roles = {owner: OWNER} | {a: ADMIN for a in admins} | {m: MEMBER for m in members}
-    sb.members[group_id] = {u: _member(sb, group_id, u, role, 1, who.user_id) for u, role in roles.items()}
-    _sync_count(sb, group_id)
-    if who.user_id not in roles:
-        sb.groups[group_id]["memberCount"] += 1  # quirk: the operator is counted though not a member
+    roles = [(owner, OWNER)] + [(a, ADMIN) for a in admins] + [(m, MEMBER) for m in members]
+    created = [
+        new_member(sb, group_id, u, role, operator=who.user_id, inviter=who.user_id, join_source=JOIN_BY_INVITATION)
+        for u, role in roles
+    ]
+    sb.add_members(group_id, created)
+    reply = group_info(sb, group_id, member_count=len(user_ids))
+    level = {u: sb.users[u]["appMangerLevel"] for u in user_ids}
+    # The tips' owner is taken before the nicknames are filled in, and the member list stops at
+    # the operator: a user's own group lists only its owner.
+    member_list = []
+    for member in created:
+        member_list.append(
+            member_full_info(
+                **member
+                | {"nickname": sb.users[member["userID"]]["nickname"], "appMangerLevel": level[member["userID"]]}
+            )
+        )
+        if member["userID"] == who.user_id:
+            break
+    opener = op_user(sb, group_id, who.user_id)
+    tips = {
+        "group": reply,
+        "opUser": opener,
+        "memberList": member_list,
+        "operationTime": reply["createTime"],
+        "groupOwnerUser": member_full_info(**created[0] | {"appMangerLevel": level[owner]}),
+    }
+    await n.notify(sb, who.user_id, group_id, n.GROUP_CREATED, tips | member_version(sb, group_id))
+    if info.string("notification"):
+        announced = {"opUser": opener, "group": reply} | member_version(sb, group_id)
+        await n.notify(sb, who.user_id, group_id, n.GROUP_INFO_SET_ANNOUNCEMENT, announced, with_sender=True)
     # Quirk: the after version lists owner and admins, then every ID again at 20, operator included.
-    listed = [{"userID": u, "roleLevel": r} for u, r in roles.items() if r != MEMBER]
+    listed = [{"userID": u, "roleLevel": r} for u, r in roles if r != MEMBER]
     listed += [{"userID": u, "roleLevel": MEMBER} for u in dict.fromkeys([*members, *admins, owner, who.user_id])]
-    sb.after("callbackAfterCreateGroupCommand", dict(sb.groups[group_id]) | {"initMemberList": listed})
-    return {"groupInfo": dict(sb.groups[group_id])}
+    sb.after("callbackAfterCreateGroupCommand", reply | {"initMemberList": listed})
+    return {"groupInfo": reply}
 
 
 @route("/group/get_groups_info")
 def get_groups_info(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
-    group_ids = body.strings("groupIDs") or []
-    check(bool(group_ids))
-    found = [dict(sb.groups[g]) for g in group_ids if g in sb.groups]
+    group_ids = body.strings("groupIDs")
+    check(group_ids is not None)
+    if not group_ids:
+        raise CodeError(1001, "groupID is empty")
+    found = [group_info(sb, g) for g in dict.fromkeys(group_ids) if g in sb.groups]  # no permission check
     return {"groupInfos": found or None}
 
 
 @route("/group/get_joined_group_list")
 def get_joined_group_list(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     user_id = body.string("fromUserID")
-    number, size = _page(body)
-    who = caller_of(caller)
-    if not who.is_admin and who.user_id != user_id:
-        raise CodeError(1002, "no permission")
-    joined = [dict(sb.groups[g]) for g, members in sb.members.items() if user_id in members]
-    return {"total": len(joined), "groups": joined[(number - 1) * size : number * size] or None}
+    joined = [g for g, members in sb.members.items() if user_id in members]
+    groups = page(body, joined)
+    check(bool(user_id))
+    require_self_or_admin(caller, user_id)
+    return {"total": len(joined), "groups": [group_info(sb, g) for g in groups or []] or None}
 
 
 @route("/group/get_group_member_list")
 def get_group_member_list(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
-    # No membership check in v3.8.3.
-    group_id = body.string("groupID")
-    number, size = _page(body)
-    _group(sb, group_id)
-    keyword = body.string("keyword")
-    members = [
-        dict(m) for m in sb.members[group_id].values()
-        if not keyword or keyword in (m["userID"], m["nickname"])
-    ]  # fmt: skip
-    return {"total": len(members), "members": members[(number - 1) * size : number * size] or None}
+    # No membership check in v3.8.3, nor a check that the group exists.
+    group_id, keyword = body.string("groupID"), body.string("keyword")
+    check(bool(group_id) and 0 <= body.integer("filter") <= 5)
+    members = [member_info(sb, m) for m in sorted_members(sb, group_id)]
+    if keyword:  # the whole keyword: a userID or a nickname
+        members = [m for m in members if keyword in (m["userID"], m["nickname"])]
+    return {"total": len(members), "members": page(body, members)}
 
 
 @route("/group/get_group_members_info")
 def get_group_members_info(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
-    group_id, user_ids = body.string("groupID"), body.strings("userIDs") or []
-    check(bool(group_id) and bool(user_ids))
+    group_id, user_ids = body.string("groupID"), body.strings("userIDs")
+    check(bool(group_id) and user_ids is not None)
+    if not user_ids:
+        raise CodeError(1001, "userIDs empty")
     members = sb.members.get(group_id, {})
-    found = [dict(members[u]) for u in user_ids if u in members]
+    found = [member_info(sb, members[u]) for u in dict.fromkeys(user_ids) if u in members]
     return {"members": found or None}
 
 
+@route("/group/get_groups")
+def get_groups(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    # Meant as the admin list; no admin check in v3.8.3.
+    name, group_id = body.string("groupName"), body.string("groupID")
+    if group_id:
+        groups = [group_id] if group_id in sb.groups else []
+    else:
+        groups = [g for g, stored in sb.groups.items() if not name or name in stored["groupName"]]
+    shown = page(body, groups) if not group_id else groups
+    items = [
+        {
+            "groupInfo": group_info(sb, g),
+            "groupOwnerUserName": sb.members[g][owner_of(sb, g)]["nickname"] if owner_of(sb, g) else "",
+            "groupOwnerUserID": owner_of(sb, g),
+        }
+        for g in shown or []
+    ]
+    return {"total": len(groups), "groups": items or None}
+
+
+# -- membership -----------------------------------------------------------------------------------------
+
+
 @route("/group/invite_user_to_group")
-def invite_user_to_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
-    group_id, invited = body.string("groupID"), body.strings("invitedUserIDs") or []
-    check(bool(invited) and len(set(invited)) == len(invited))
-    group = _group(sb, group_id)
+async def invite_user_to_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    group_id, invited = body.string("groupID"), body.strings("invitedUserIDs")
+    check(bool(group_id) and invited is not None)
+    assert invited is not None
+    if not invited:
+        raise CodeError(1001, "user empty")
+    if len(set(invited)) != len(invited):
+        raise CodeError(1001, "userID duplicate")
+    group = take_group(sb, group_id)
     if group["status"] == DISMISSED:
-        raise CodeError(1204, "group dismissed")
+        raise CodeError(1204, "group dismissed checking group status found it dismissed")
     if any(u not in sb.users for u in invited):
         raise CodeError(1004, "user not found")
-    who = caller_of(caller)
-    members = sb.members[group_id]
-    if not who.is_admin and who.user_id not in members:
-        raise CodeError(1004, "caller not in group")
-    for user_id in invited:
-        members.setdefault(user_id, _member(sb, group_id, user_id, MEMBER, 2, who.user_id))
-    _sync_count(sb, group_id)
+    who = _op(caller)
+    op_member = None if who.is_admin else take_member(sb, group_id, who.user_id)
+    if group["needVerification"] == ALL_NEED_VERIFICATION and op_member and not _is_manager(op_member["roleLevel"]):
+        for user_id in invited:  # requests instead of members, and still a success
+            _request_to_join(sb, group_id, user_id, "", JOIN_BY_INVITATION, who.user_id, "")
+        for user_id in invited:
+            await _application_notification(sb, who.user_id, group_id, user_id, "")
+        return None
+    if any(u in sb.members[group_id] for u in invited):
+        raise CodeError(500, "E11000 duplicate key error collection: openim_v3.group_member")  # no pre-check
+    sb.add_members(
+        group_id,
+        [
+            new_member(
+                sb, group_id, u, MEMBER, operator=who.user_id, inviter=who.user_id, join_source=JOIN_BY_INVITATION
+            )
+            for u in invited
+        ],
+    )
+    await _members_entered(sb, who.user_id, group_id, invited, inviter=who.user_id)
     return None
 
 
-@route("/group/kick_group")
-def kick_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
-    group_id, kicked = body.string("groupID"), body.strings("kickedUserIDs") or []
-    who = caller_of(caller)
-    check(bool(kicked) and len(set(kicked)) == len(kicked) and who.user_id not in kicked)
-    group = _group(sb, group_id)
+async def _members_entered(sb: Sandbox, op: str, group_id: str, user_ids: list[str], *, inviter: str) -> None:
+    """``GroupApplicationAgreeMemberEnterNotification``: their group conversations, then 1509."""
+    for user_id in user_ids:
+        sb.touch_conversation(user_id, f"sg_{group_id}", session_type=3, peer="", group=group_id)
     members = sb.members[group_id]
-    if group["ownerUserID"] in kicked:
-        raise CodeError(1001, "cannot kick the owner")
-    if any(u not in members for u in kicked):
-        raise CodeError(1101, "user not in group")
-    if not who.is_admin:
-        role = members.get(who.user_id, {}).get("roleLevel", 0)
-        if not (role == OWNER or (role == ADMIN and all(members[u]["roleLevel"] == MEMBER for u in kicked))):
-            raise CodeError(1002, "no permission to kick")
+    opener = op_user(sb, group_id, op)
+    tips = {
+        "group": group_info(sb, group_id),
+        "opUser": opener,
+        "invitedUserList": [member_info(sb, members[u]) for u in user_ids if u in members],
+        "operationTime": 0,
+    } | member_version(sb, group_id)
+    tips["inviterUser"] = None if not inviter else opener if inviter == op else op_user(sb, group_id, inviter)
+    await n.notify(sb, op, group_id, n.MEMBER_INVITED, tips)
+
+
+@route("/group/join_group")
+async def join_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    group_id, join_source, applicant = body.string("groupID"), body.integer("joinSource"), body.string("inviterUserID")
+    check(bool(group_id) and 1 <= join_source <= 4 and (join_source != 2 or bool(applicant)))
+    who = _op(caller)
+    # v3.8.3: the joiner is inviterUserID as sent, never compared with the caller.
+    if applicant not in sb.users:
+        raise CodeError(1004, "record not found")
+    group = take_group(sb, group_id)
+    if group["status"] == DISMISSED:
+        raise CodeError(1204)
+    if applicant in sb.members[group_id]:
+        raise CodeError(1001)
+    req_message, ex = body.string("reqMessage"), body.string("ex")
+    if group["needVerification"] == DIRECTLY:
+        sb.add_members(
+            group_id,
+            [new_member(sb, group_id, applicant, MEMBER, operator=who.user_id, inviter=applicant, join_source=0)],
+        )
+        sb.touch_conversation(applicant, f"sg_{group_id}", session_type=3, peer="", group=group_id)
+        entered = {
+            "group": group_info(sb, group_id),
+            "entrantUser": member_info(sb, sb.members[group_id][applicant]),
+            "operationTime": sb.now_ms(),
+        } | member_version(sb, group_id)
+        await n.notify(sb, who.user_id, group_id, n.MEMBER_ENTER, entered)
+        sb.after(
+            "callbackAfterJoinGroupCommand",
+            {
+                "operationID": OPERATION_ID.get(),
+                "groupID": group_id,
+                "reqMessage": req_message,
+                "joinSource": join_source,
+                "inviterUserID": applicant,
+            },
+        )
+        return None
+    _request_to_join(sb, group_id, applicant, req_message, join_source, "", ex)
+    await _application_notification(sb, who.user_id, group_id, applicant, req_message)
+    return None
+
+
+def _request_to_join(
+    sb: Sandbox, group_id: str, user_id: str, req_msg: str, join_source: int, inviter: str, ex: str
+) -> None:
+    """``CreateGroupRequest``: a new request replaces the user's earlier one."""
+    sb.group_requests.pop((group_id, user_id), None)
+    sb.group_requests[(group_id, user_id)] = {
+        "groupID": group_id,
+        "userID": user_id,
+        "handleResult": 0,
+        "reqMsg": req_msg,
+        "handledMsg": "",
+        "reqTime": sb.now_ms(),
+        "handleUserID": "",
+        "handledTime": 0,
+        "ex": ex,
+        "joinSource": join_source,
+        "inviterUserID": inviter,
+    }
+
+
+async def _application_notification(sb: Sandbox, op: str, group_id: str, applicant: str, req_msg: str) -> None:
+    """``JoinGroupApplicationNotification``: 1503 to the owner, the admins, the applicant and the operator."""
+    user = sb.users[applicant]
+    public = {"userID": applicant, "nickname": user["nickname"], "faceURL": user["faceURL"], "ex": user["ex"]}
+    tips = {"group": group_info(sb, group_id), "applicant": public, "reqMsg": req_msg}
+    managers = [m["userID"] for m in sorted_members(sb, group_id) if _is_manager(m["roleLevel"])]
+    for user_id in dict.fromkeys([*managers, applicant, op]):
+        await n.notify(sb, op, user_id, n.JOIN_GROUP_APPLICATION, tips)
+
+
+def group_request(sb: Sandbox, request: dict[str, Any]) -> dict[str, Any]:
+    """``Db2PbGroupRequest``."""
+    user = sb.users.get(request["userID"])
+    public = None if user is None else {k: user[k] for k in ("userID", "nickname", "faceURL", "ex")}
+    return {
+        "userInfo": public,
+        "groupInfo": group_info(sb, request["groupID"]) if request["groupID"] in sb.groups else None,
+        "handleResult": request["handleResult"],
+        "reqMsg": request["reqMsg"],
+        "handleMsg": request["handledMsg"],
+        "reqTime": request["reqTime"],
+        "handleUserID": request["handleUserID"],
+        "handleTime": request["handledTime"],
+        "ex": request["ex"],
+        "joinSource": request["joinSource"],
+        "inviterUserID": request["inviterUserID"],
+    }
+
+
+@route("/group/group_application_response")
+async def group_application_response(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    group_id, applicant, result = body.string("groupID"), body.string("fromUserID"), body.integer("handleResult")
+    check(bool(group_id) and bool(applicant) and -1 <= result <= 1)
+    if result not in (AGREE, REFUSE):
+        raise CodeError(1001, "HandleResult unknown")
+    who = _op(caller)
+    if not who.is_admin and not _is_manager(take_member(sb, group_id, who.user_id)["roleLevel"]):
+        raise CodeError(1002, "no group owner or admin")
+    take_group(sb, group_id)
+    request = sb.group_requests.get((group_id, applicant))
+    if request is None:
+        raise CodeError(1004, "mongo: no documents in result")
+    if request["handleResult"] != 0:
+        raise CodeError(1206, "group request already processed")
+    in_group = applicant in sb.members[group_id]
+    if applicant not in sb.users:
+        raise CodeError(1004, "user not found")
+    # UpdateHandler: the result and message; the handler and the time stay as they were.
+    request["handledMsg"], request["handleResult"] = body.string("handledMsg"), result
+    handled = body.string("handledMsg")
+    managers = [m["userID"] for m in sorted_members(sb, group_id) if _is_manager(m["roleLevel"])]
+    if result == AGREE and not in_group:
+        sb.add_members(
+            group_id,
+            [
+                new_member(
+                    sb,
+                    group_id,
+                    applicant,
+                    MEMBER,
+                    operator=who.user_id,
+                    inviter=request["inviterUserID"],
+                    join_source=request["joinSource"],
+                )
+            ],
+        )
+    kind = n.GROUP_APPLICATION_ACCEPTED if result == AGREE else n.GROUP_APPLICATION_REJECTED
+    opener = op_user(sb, group_id, who.user_id)
+    info = group_info(sb, group_id)
+    for user_id in [*managers, applicant]:
+        receiver = APPLICANT_RECEIVER if user_id == applicant else ADMIN_RECEIVER
+        tips = {"group": info, "opUser": opener, "handleMsg": handled, "receiverAs": receiver}
+        await n.notify(sb, who.user_id, user_id, kind, tips)
+    if result == AGREE and not in_group:
+        await _members_entered(sb, who.user_id, group_id, [applicant], inviter=request["inviterUserID"])
+    return None
+
+
+@route("/group/get_specified_user_group_request_info")
+def get_specified_user_group_request_info(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    group_id, user_id = body.string("groupID"), body.string("userID")
+    who = _op(caller)
+    if user_id != who.user_id:  # the user themself, the group's owner and admins, or an app admin
+        managers = [m["userID"] for m in sorted_members(sb, group_id) if _is_manager(m["roleLevel"])]
+        if not owner_of(sb, group_id):
+            raise CodeError(500, "runtime error: index out of range [0] with length 0")  # owners[0]
+        if who.user_id not in managers and not who.is_admin:
+            raise CodeError(1002, "opUser no permission")
+    request = sb.group_requests.get((group_id, user_id))
+    found = [] if request is None else [group_request(sb, request)]
+    return {"total": len(found), "groupRequests": found or None}
+
+
+@route("/group/get_recv_group_applicationList")
+def get_recv_group_application_list(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    # No check in v3.8.3: the requests to the groups any fromUserID manages.
+    user_id = body.string("fromUserID")
+    managed = [g for g, members in sb.members.items() if _is_manager(members.get(user_id, {}).get("roleLevel", 0))]
+    requests = [r for (g, _), r in sb.group_requests.items() if g in managed]
+    shown = page(body, requests)
+    check(bool(user_id))
+    return {"total": len(requests), "groupRequests": [group_request(sb, r) for r in shown or []] or None}
+
+
+@route("/group/get_user_req_group_applicationList")
+def get_user_req_group_application_list(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    # No check in v3.8.3: any userID's requests.
+    user_id = body.string("userID")
+    check(bool(user_id))
+    requests = [r for (_, u), r in sb.group_requests.items() if u == user_id]
+    shown = page(body, requests)
+    if user_id not in sb.users:
+        raise CodeError(1004, "record not found")
+    return {"total": len(requests), "groupRequests": [group_request(sb, r) for r in shown or []] or None}
+
+
+@route("/group/kick_group")
+async def kick_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    group_id, kicked = body.string("groupID"), body.strings("kickedUserIDs")
+    check(bool(group_id) and kicked is not None)
+    assert kicked is not None
+    take_group(sb, group_id)
+    who = _op(caller)
+    if not kicked:
+        raise CodeError(1001, "KickedUserIDs empty")
+    if len(set(kicked)) != len(kicked):
+        raise CodeError(1001, "KickedUserIDs duplicate")
+    if who.user_id in kicked:
+        raise CodeError(1001, "opUserID in KickedUserIDs")
+    owner = owner_of(sb, group_id)
+    if not owner:
+        raise CodeError(1004, "mongo: no documents in result")
+    if owner in kicked:
+        raise CodeError(1001, "ownerUID can not Kick")
+    members = sb.members[group_id]
+    op_member = members.get(who.user_id)
     for user_id in kicked:
-        del members[user_id]
-    _sync_count(sb, group_id)
+        if user_id not in members:
+            raise CodeError(1101, user_id)
+        if not who.is_admin:
+            if op_member is None:
+                raise CodeError(1002, "opUserID no in group")
+            if op_member["roleLevel"] == ADMIN and _is_manager(members[user_id]["roleLevel"]):
+                raise CodeError(1002, "group admins cannot remove the group owner and other admins")
+            if op_member["roleLevel"] not in (OWNER, ADMIN):
+                raise CodeError(1002, "opUserID no permission")
+    gone = [member_info(sb, members[u]) for u in kicked]
+    sb.remove_members(group_id, kicked)
+    tips = {
+        "group": group_info(sb, group_id),
+        "opUser": op_user(sb, group_id, who.user_id),
+        "kickedUserList": gone,
+        "operationTime": 0,
+    } | member_version(sb, group_id)
+    await n.notify(sb, who.user_id, group_id, n.MEMBER_KICKED, tips)
+    for user_id in kicked:
+        sb.freeze_conversation(user_id, f"sg_{group_id}")
     sb.after(
         "callbackAfterKickGroupCommand", {"groupID": group_id, "kickedUserIDs": kicked, "reason": body.string("reason")}
     )
@@ -187,132 +610,221 @@ def kick_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
 
 
 @route("/group/quit_group")
-def quit_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
-    who = caller_of(caller)
+async def quit_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     group_id = body.string("groupID")
+    check(bool(group_id))
+    who = _op(caller)
     user_id = body.string("userID") or who.user_id
-    if not who.is_admin and who.user_id != user_id:
-        raise CodeError(1002, "no permission")
-    group = _group(sb, group_id)
-    if group["ownerUserID"] == user_id:
-        raise CodeError(1002, "the owner cannot quit")
-    if user_id not in sb.members[group_id]:
-        raise CodeError(1004, "not in group")
-    del sb.members[group_id][user_id]
-    _sync_count(sb, group_id)
+    if body.string("userID"):
+        require_self_or_admin(caller, user_id)
+    member = take_member(sb, group_id, user_id)
+    if member["roleLevel"] == OWNER:
+        raise CodeError(1002, "group owner can't quit")
+    quitter = member_info(sb, member)
+    sb.remove_members(group_id, [user_id])
+    tips = {"group": group_info(sb, group_id), "quitUser": quitter, "operationTime": 0} | member_version(sb, group_id)
+    await n.notify(sb, who.user_id, group_id, n.MEMBER_QUIT, tips)
+    sb.freeze_conversation(user_id, f"sg_{group_id}")
     sb.after("callbackAfterQuitGroupCommand", {"groupID": group_id, "userID": user_id})
     return None
 
 
+@route("/group/transfer_group")
+async def transfer_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    group_id, old, new = body.string("groupID"), body.string("oldOwnerUserID"), body.string("newOwnerUserID")
+    check(bool(group_id) and bool(old) and bool(new))
+    group = take_group(sb, group_id)
+    if group["status"] == DISMISSED:
+        raise CodeError(1204)
+    if old == new:
+        raise CodeError(1001, "OldOwnerUserID == NewOwnerUserID")
+    members = sb.members[group_id]
+    missing = [u for u in (old, new) if u not in members]
+    if missing:
+        raise CodeError(1001, "user not in group " + ",".join(missing))
+    who = _op(caller)
+    if not who.is_admin and not (who.user_id == old and members[old]["roleLevel"] == OWNER):
+        raise CodeError(1002, "no permission transfer group owner")
+    if members[new]["muteEndTime"] > sb.now_ms():
+        await _set_member_mute(sb, who, group_id, new, 0)
+    # The old owner takes the new owner's role level (UpdateUserRoleLevels).
+    members[old]["roleLevel"], members[new]["roleLevel"] = members[new]["roleLevel"], OWNER
+    sb.version_log("group_member", group_id).changes([SORT_CHANGE_ID, old, new], "update")
+    sb.after(
+        "callbackAfterTransferGroupOwnerCommand", {"groupID": group_id, "oldOwnerUserID": old, "newOwnerUserID": new}
+    )
+    listed = {u: member_info(sb, members[u]) for u in (who.user_id, new, old) if u in members}
+    tips = {
+        "group": group_info(sb, group_id),
+        "opUser": op_user(sb, group_id, who.user_id, listed.get(who.user_id)),
+        "newGroupOwner": listed[new],
+        "oldGroupOwner": "",
+        "operationTime": 0,
+        "oldGroupOwnerInfo": listed[old],
+    } | member_version(sb, group_id)
+    await n.notify(sb, who.user_id, group_id, n.GROUP_OWNER_TRANSFERRED, tips)
+    return None
+
+
 @route("/group/dismiss_group")
-def dismiss_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+async def dismiss_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     group_id = body.string("groupID")
-    group = _group(sb, group_id)
-    who = caller_of(caller)
-    if not who.is_admin and group["ownerUserID"] != who.user_id:
+    check(bool(group_id))
+    owner = owner_of(sb, group_id)
+    if not owner:
+        raise CodeError(1004, "mongo: no documents in result")
+    who = _op(caller)
+    if not who.is_admin and owner != who.user_id:
         raise CodeError(1002, "not group owner")
+    group = take_group(sb, group_id)
     delete_members = body.boolean("deleteMember")
     if group["status"] == DISMISSED and not delete_members:
-        raise CodeError(1204, "group dismissed already")
+        raise CodeError(1204, "group status is dismissed")
+    before = group_info(sb, group_id)  # the tips show the group as it was before the dismissal
     group["status"] = DISMISSED
     if delete_members:
-        sb.members[group_id] = {}
-        _sync_count(sb, group_id)
+        sb.remove_members(group_id, list(sb.members[group_id]), whole_group=True)
+    else:
+        sb.version_log("group_member", group_id).change(GROUP_CHANGE_ID, "update")
+        tips = {"group": before, "opUser": op_user(sb, group_id, who.user_id), "operationTime": 0}
+        # Once pushed, the push service drops every member (messages._deliver).
+        await n.notify(sb, who.user_id, group_id, n.GROUP_DISMISSED, tips)
     # Quirk: groupType is Go's string(int32): 2 arrives as the control character U+0002.
-    dismissed = {"groupID": group_id, "ownerID": group["ownerUserID"], "groupType": chr(group["groupType"])}
+    dismissed = {"groupID": group_id, "ownerID": owner, "groupType": chr(group["groupType"])}
     sb.after("callbackAfterDisMissGroupCommand", dismissed | {"membersID": list(sb.members[group_id]) or None})
     return None
 
 
-@route("/group/get_groups")
-def get_groups(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
-    # Meant as the admin list; no admin check in v3.8.3.
-    number, size = _page(body)
-    name, group_id = body.string("groupName"), body.string("groupID")
-    groups = [
-        g for g in sb.groups.values()
-        if (not group_id or g["groupID"] == group_id) and (not name or name in g["groupName"])
-    ]  # fmt: skip
-    page = groups[(number - 1) * size : number * size]
-    items = [
-        {
-            "groupInfo": dict(g),
-            "groupOwnerUserName": sb.users.get(g["ownerUserID"], {}).get("nickname", ""),
-            "groupOwnerUserID": g["ownerUserID"],
-        }
-        for g in page
-    ]
-    return {"total": len(groups), "groups": items or None}
+# -- mutes ----------------------------------------------------------------------------------------------
 
 
 @route("/group/mute_group_member")
-def mute_group_member(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+async def mute_group_member(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     group_id, user_id, seconds = body.string("groupID"), body.string("userID"), body.integer("mutedSeconds")
-    check(seconds > 0)
-    members = sb.members.get(_group(sb, group_id)["groupID"], {})
-    if user_id not in members:
-        raise CodeError(1101, "user not in group")
-    _check_mute_permission(sb, caller, members, user_id)
-    members[user_id]["muteEndTime"] = sb.now_ms() + seconds * 1000
+    check(bool(group_id) and bool(user_id) and seconds > 0)
+    await _set_member_mute(sb, _op(caller), group_id, user_id, seconds)
     return None
 
 
 @route("/group/cancel_mute_group_member")
-def cancel_mute_group_member(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+async def cancel_mute_group_member(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     group_id, user_id = body.string("groupID"), body.string("userID")
-    members = sb.members.get(_group(sb, group_id)["groupID"], {})
-    if user_id not in members:
-        raise CodeError(1101, "user not in group")
-    _check_mute_permission(sb, caller, members, user_id)
-    members[user_id]["muteEndTime"] = 0
+    check(bool(group_id) and bool(user_id))
+    await _set_member_mute(sb, _op(caller), group_id, user_id, 0)
     return None
 
 
-def _check_mute_permission(sb: Sandbox, caller: Caller | None, members: dict[str, Any], target: str) -> None:
-    who = caller_of(caller)
-    if who.is_admin:
-        return
-    role = members.get(who.user_id, {}).get("roleLevel", 0)
-    target_role = members[target]["roleLevel"]
-    if target_role == OWNER or role < ADMIN or (role == ADMIN and target_role != MEMBER):
-        raise CodeError(1002, "no permission to mute")
+async def _set_member_mute(sb: Sandbox, who: Caller, group_id: str, user_id: str, seconds: int) -> None:
+    """``MuteGroupMember`` (``seconds`` > 0) and ``CancelMuteGroupMember``: only the owner mutes
+    an admin, the owner or an admin a member, nobody the owner."""
+    member = take_member(sb, group_id, user_id)
+    if not who.is_admin:
+        role = take_member(sb, group_id, who.user_id)["roleLevel"]
+        if (
+            member["roleLevel"] == OWNER
+            or (member["roleLevel"] == ADMIN and role != OWNER)
+            or (member["roleLevel"] == MEMBER and not _is_manager(role))
+        ):
+            raise CodeError(1002, "no permission to set the member's mute")
+    member["muteEndTime"] = sb.now_ms() + seconds * 1000 if seconds else 0
+    sb.version_log("group_member", group_id).change(user_id, "update")
+    members = sb.members[group_id]
+    listed = {u: member_info(sb, members[u]) for u in (who.user_id, user_id) if u in members}
+    tips: dict[str, Any] = {
+        "group": group_info(sb, group_id),
+        "opUser": op_user(sb, group_id, who.user_id),
+        "operationTime": 0,
+        "mutedUser": listed.get(user_id),
+    }
+    kind = n.GROUP_MEMBER_MUTED if seconds else n.GROUP_MEMBER_CANCEL_MUTED
+    if seconds:
+        tips["mutedSeconds"] = seconds
+    await n.notify(sb, who.user_id, group_id, kind, tips | member_version(sb, group_id))
 
 
 @route("/group/mute_group")
-def mute_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
-    _set_group_status(sb, caller, body.string("groupID"), 3)
+async def mute_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    await _set_group_status(sb, caller, body, MUTED)
     return None
 
 
 @route("/group/cancel_mute_group")
-def cancel_mute_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
-    _set_group_status(sb, caller, body.string("groupID"), 0)
+async def cancel_mute_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    await _set_group_status(sb, caller, body, GROUP_OK)
     return None
 
 
-def _set_group_status(sb: Sandbox, caller: Caller | None, group_id: str, status: int) -> None:
-    group = _group(sb, group_id)
-    who = caller_of(caller)
-    role = sb.members[group_id].get(who.user_id, {}).get("roleLevel", 0)
-    if not who.is_admin and role < ADMIN:
-        raise CodeError(1002, "no permission")
-    group["status"] = status
+async def _set_group_status(sb: Sandbox, caller: Caller | None, body: Body, status: int) -> None:
+    group_id = body.string("groupID")
+    check(bool(group_id))
+    who = _op(caller)
+    if not who.is_admin and not _is_manager(take_member(sb, group_id, who.user_id)["roleLevel"]):
+        raise CodeError(1002, "no group owner or admin")
+    take_group(sb, group_id)["status"] = status
+    sb.version_log("group_member", group_id).change(GROUP_CHANGE_ID, "update")
+    tips = {"group": group_info(sb, group_id), "opUser": op_user(sb, group_id, who.user_id), "operationTime": 0}
+    kind = n.GROUP_MUTED if status == MUTED else n.GROUP_CANCEL_MUTED
+    await n.notify(sb, who.user_id, group_id, kind, tips | member_version(sb, group_id))
 
 
-# -- the SDK's login sync --------------------------------------------------------------------
+# -- the SDK's syncs ------------------------------------------------------------------------------------
 
 
 @route("/group/get_incremental_join_groups")
 def get_incremental_join_groups(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     user_id = body.string("userID")
-    who = caller_of(caller)
-    if not who.is_admin and who.user_id != user_id:
-        raise CodeError(1002, "no permission")
-    joined = {g for g, members in sb.members.items() if user_id in members}
-    return incremental(sb, "group", user_id, body, lambda g: dict(sb.groups[g]) if g in joined else None)
+    require_self_or_admin(caller, user_id)
+    return incremental(sb, "group", user_id, body, lambda g: group_info(sb, g) if g in sb.groups else None)
 
 
 @route("/group/get_full_join_group_ids")
 def get_full_join_group_ids(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     user_id = body.string("userID")  # no check in v3.8.3: any user's groups
+    check(bool(user_id))
     return full_ids(sb, "group", user_id, [g for g, members in sb.members.items() if user_id in members], body)
+
+
+@route("/group/get_full_group_member_user_ids")
+def get_full_group_member_user_ids(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    group_id = body.string("groupID")  # no check in v3.8.3: any group's members
+    check(bool(group_id))
+    ids = [m["userID"] for m in sorted_members(sb, group_id)]
+    return full_ids(sb, "group_member", group_id, ids, body)
+
+
+def _member_sync(sb: Sandbox, group_id: str, request: Body) -> dict[str, Any]:
+    """``GetIncrementalGroupMember`` for one group: the member log without the group-change and
+    sort entries, and the group itself when the caller gets everything or the group changed."""
+    members = sb.members.get(group_id, {})
+    reply = incremental(
+        sb,
+        "group_member",
+        group_id,
+        request,
+        lambda u: member_info(sb, members[u]) if u in members else None,
+        skip=(GROUP_CHANGE_ID, SORT_CHANGE_ID),
+    )
+    changed = reply.pop("skipped")
+    sort_version = reply.pop("sortVersion")
+    reply["group"] = group_info(sb, group_id) if reply["full"] or changed else None
+    return reply | {"sortVersion": sort_version}
+
+
+@route("/group/get_incremental_group_members")
+def get_incremental_group_members(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    # No membership check in v3.8.3.
+    group_id = body.string("groupID")
+    if take_group(sb, group_id)["status"] == DISMISSED:
+        raise CodeError(1204)
+    return _member_sync(sb, group_id, body)
+
+
+@route("/group/get_incremental_group_members_batch")
+def get_incremental_group_members_batch(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    # No membership check in v3.8.3; dismissed groups are left out. insert and update are null
+    # when empty: the SDK reads insert[0] of any list it is given.
+    wanted = {r.string("groupID"): r for r in body.objects("reqList") or []}
+    live = [g for g in wanted if g in sb.groups and sb.groups[g]["status"] != DISMISSED]
+    if not live:
+        raise CodeError(500, "targetKeys is empty")
+    return {"respList": {g: _member_sync(sb, g, wanted[g]) for g in live}}

@@ -17,6 +17,7 @@ from messenger_gw.protocol import conversation_pb2, jssdk_pb2, relation_pb2, sdk
 
 from . import messages
 from .envelope import Body, CodeError
+from .group_routes import group_info
 from .routing import RawBody, caller_of, route
 from .state import Caller, Sandbox
 
@@ -77,7 +78,7 @@ def _conversation_msg(sb: Sandbox, owner: str, record: dict[str, Any]) -> dict[s
         "lastMsg": messages.visible(sb, owner, cid, max_seq) if max_seq else None,
         "user": dict(sb.users[peer]) if not group_id and peer in sb.users else None,
         "friend": dict(sb.friends.get(owner, {})[peer]) if not group_id and peer in sb.friends.get(owner, {}) else None,
-        "group": dict(sb.groups[group_id]) if group_id in sb.groups else None,
+        "group": group_info(sb, group_id) if group_id in sb.groups else None,
         "maxSeq": max_seq,
         "readSeq": sb.has_read.get((owner, cid), 0),
     }

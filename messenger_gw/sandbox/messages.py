@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
 from google.protobuf.message import DecodeError
 
 from messenger_gw.protocol import sdkws_pb2
@@ -41,6 +42,7 @@ SINGLE, GROUP, NOTIFICATION_CHAT = 1, 3, 4
 PIPELINE_DELAY = 0.02
 NOTIFICATION_BEGIN, NOTIFICATION_END = 1000, 5000
 TYPING, REVOKE, HAS_READ_RECEIPT = 113, 111, 2200
+MEMBER_QUIT_NOTIFICATION, MEMBER_KICKED_NOTIFICATION, GROUP_DISMISSED_NOTIFICATION = 1504, 1508, 1511
 MSG_STATUS_SEND_SUCCESS, MSG_STATUS_HAS_DELETED = 2, 4
 OWNER, GROUP_ADMIN = 100, 60
 GROUP_DISMISSED, GROUP_MUTED = 2, 3
@@ -49,6 +51,10 @@ STRING_FIELDS = ("sendID", "recvID", "groupID", "clientMsgID", "serverMsgID", "s
                  "attachedInfo", "ex")  # fmt: skip
 INT_FIELDS = ("senderPlatformID", "sessionType", "msgFrom", "contentType", "seq", "sendTime", "createTime", "status")
 PUSH_INFO_FIELDS = ("title", "desc", "ex", "iOSPushSound", "iOSBadgeCount", "signalInfo")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def md5_id() -> str:
@@ -117,9 +123,13 @@ def push_conversation_id(msg: dict[str, Any]) -> str:
     return f"n_{low}_{high}"
 
 
+# A push still to go: who gets it, under which conversation, the message.
+Delivery = tuple[list[str], str, sdkws_pb2.MsgData]
+
+
 @dataclasses.dataclass
 class Sent:
-    """A stored (or online-only) message whose push is still to go: the caller answers first."""
+    """A stored (or online-only) message whose pushes are still to go: the caller answers first."""
 
     msg: dict[str, Any]
     push: Callable[[], None]
@@ -149,19 +159,24 @@ async def send(sb: Sandbox, msg: dict[str, Any]) -> Sent:
         after = ""
     else:
         raise CodeError(1001, "unknown sessionType")
-    receivers = _store(sb, msg)
+    deliveries = _transfer(sb, msg)
     if after and msg["contentType"] != TYPING:
         sb.after(after, callback_body(msg))
     operation_id = OPERATION_ID.get()
-    conversation_id = push_conversation_id(msg)
-    pb = to_pb(msg)
 
     def push() -> None:
-        asyncio.get_running_loop().call_later(
-            PIPELINE_DELAY, sb.connections.push, receivers, conversation_id, pb, operation_id
-        )
+        asyncio.get_running_loop().call_later(PIPELINE_DELAY, _deliver, sb, deliveries, operation_id)
 
     return Sent(msg, push)
+
+
+def _deliver(sb: Sandbox, deliveries: list[Delivery], operation_id: str) -> None:
+    """The push service: each delivery to every connection of its receivers."""
+    for receivers, conversation_id, pb in deliveries:
+        sb.connections.push(receivers, conversation_id, pb, operation_id)
+        if pb.contentType == GROUP_DISMISSED_NOTIFICATION and conversation_id.startswith("n_"):
+            # groupMessagesHandler: once the dismissal is pushed, DismissGroup(deleteMember=true).
+            sb.remove_members(pb.groupID, list(sb.members.get(pb.groupID, {})), whole_group=True)
 
 
 def _encapsulate(sb: Sandbox, msg: dict[str, Any]) -> None:
@@ -194,7 +209,7 @@ async def _verify_group(sb: Sandbox, msg: dict[str, Any]) -> None:
     group = sb.groups.get(msg["groupID"])
     if group is None:
         raise CodeError(1004, "group not found")
-    if group["status"] == GROUP_DISMISSED and msg["contentType"] != 1511:  # GroupDismissedNotification
+    if group["status"] == GROUP_DISMISSED and msg["contentType"] != GROUP_DISMISSED_NOTIFICATION:
         raise CodeError(1204, "DismissedAlreadyError")
     if sb.is_admin(msg["sendID"]) or is_notification_type(msg["contentType"]):
         return
@@ -208,30 +223,78 @@ async def _verify_group(sb: Sandbox, msg: dict[str, Any]) -> None:
             raise CodeError(1403, "MutedGroup")
 
 
-def _store(sb: Sandbox, msg: dict[str, Any]) -> list[str]:
-    """msg-transfer: seq, hasReadSeq, conversation records; returns who the push goes to."""
-    if msg["sessionType"] == GROUP:
-        receivers = list(sb.members.get(msg["groupID"], {}))
-    elif not option(msg, "senderSync") or msg["sendID"] == msg["recvID"]:
-        receivers = [msg["recvID"]]
-    else:
-        receivers = [msg["recvID"], msg["sendID"]]
+def _transfer(sb: Sandbox, msg: dict[str, Any]) -> list[Delivery]:
+    """msg-transfer's ``categorizeMessageLists`` and the push service's choice of receivers.
+
+    A message is stored in its chat conversation (unless ``history`` is off) and pushed. A
+    notification (``isNotNotification`` false) is stored in its ``n_`` conversation only when
+    ``history`` is on, and pushed under ``notificationMsgs``; with ``isSendMsg`` a copy, whose
+    options keep only its ``offlinePush`` and ``unreadCount``, is also stored and pushed as a
+    message of the chat conversation (the copy goes first, as ``handleMsg`` runs before
+    ``handleNotification``)."""
     msg["status"] = MSG_STATUS_SEND_SUCCESS
+    if option(msg, "isNotNotification"):
+        _store(sb, msg, chat_conversation_id(msg))
+        return [(_receivers(sb, msg), chat_conversation_id(msg), to_pb(msg))]
+    deliveries = []
+    if option(msg, "isSendMsg"):
+        copy = dict(msg, options={"offlinePush": option(msg, "offlinePush"), "unreadCount": option(msg, "unreadCount")})
+        msg["options"] = msg["options"] | {"offlinePush": False, "unreadCount": False}
+        _store(sb, copy, chat_conversation_id(copy))
+        deliveries.append((_receivers(sb, copy), chat_conversation_id(copy), to_pb(copy)))
+    _store(sb, msg, push_conversation_id(msg))
+    deliveries.append((_receivers(sb, msg), push_conversation_id(msg), to_pb(msg)))
+    return deliveries
+
+
+def _receivers(sb: Sandbox, msg: dict[str, Any]) -> list[str]:
+    """``handleMs2PsChat``: the receiver and the sender (unless ``senderSync`` is off or they are
+    one), or the group's members at push time; a member who quit or was kicked gets the
+    notification of it too, and from then on reads the group's messages only up to there."""
+    if msg["sessionType"] != GROUP:
+        if not option(msg, "senderSync") or msg["sendID"] == msg["recvID"]:
+            return [msg["recvID"]]
+        return [msg["recvID"], msg["sendID"]]
+    receivers = list(sb.members.get(msg["groupID"], {}))
+    if msg["contentType"] in (MEMBER_QUIT_NOTIFICATION, MEMBER_KICKED_NOTIFICATION):
+        tips = notification_tips(msg)
+        left = tips.get("quitUser") if msg["contentType"] == MEMBER_QUIT_NOTIFICATION else tips.get("kickedUserList")
+        for user in left if isinstance(left, list) else [left]:
+            user_id = user.get("userID") if isinstance(user, dict) else None
+            if isinstance(user_id, str) and user_id:
+                sb.freeze_conversation(user_id, chat_conversation_id(msg))
+                receivers.append(user_id)
+    return receivers
+
+
+def notification_tips(msg: dict[str, Any]) -> dict[str, Any]:
+    """The tips of a notification: ``content`` is ``{"detail": "<tips JSON>"}`` (``NotificationElem``)."""
+    try:
+        detail = orjson.loads(base64.b64decode(msg["content"]))["detail"]
+        tips = orjson.loads(detail)
+    except (ValueError, TypeError, KeyError):
+        return {}
+    return tips if isinstance(tips, dict) else {}
+
+
+def _store(sb: Sandbox, msg: dict[str, Any], conversation_id: str) -> None:
+    """Seq, hasReadSeq, conversation records (``BatchInsertChat2Cache`` and what follows it)."""
     if not option(msg, "history"):
-        return receivers  # pushed, never stored: it keeps seq 0
-    conversation_id = chat_conversation_id(msg)
+        return  # pushed, never stored: it keeps seq 0
     stored = sb.messages.setdefault(conversation_id, [])
     msg["seq"] = len(stored) + 1
     stored.append(msg)
+    if conversation_id.startswith("n_"):
+        return  # handleNotification moves no read marks and creates no conversation
     sb.has_read[(msg["sendID"], conversation_id)] = msg["seq"]
-    if msg["seq"] == 1:  # isNewConversation: CreateSingleChatConversations / CreateGroupChatConversations
+    if msg["seq"] == 1:
+        # isNewConversation: CreateSingleChatConversations / CreateGroupChatConversations
         if msg["sessionType"] == GROUP:
             for member in sb.members.get(msg["groupID"], {}):
                 sb.touch_conversation(member, conversation_id, session_type=GROUP, peer="", group=msg["groupID"])
         else:
             for owner, peer in ((msg["sendID"], msg["recvID"]), (msg["recvID"], msg["sendID"])):
                 sb.touch_conversation(owner, conversation_id, session_type=msg["sessionType"], peer=peer, group="")
-    return receivers
 
 
 def callback_body(msg: dict[str, Any]) -> dict[str, Any]:
@@ -280,6 +343,14 @@ def visible(sb: Sandbox, user_id: str, conversation_id: str, seq: int) -> dict[s
     return msg
 
 
+def user_max_seq(sb: Sandbox, user_id: str, conversation_id: str) -> int:
+    """The last seq ``user_id`` may read: the conversation's, or the one its record was frozen at
+    when the user left the group (``SetConversationMaxSeq``)."""
+    max_seq = sb.max_seq(conversation_id)
+    frozen = sb.conversations.get((user_id, conversation_id), {}).get("maxSeq", 0)
+    return min(max_seq, frozen) if frozen else max_seq
+
+
 def pull_by_ranges(
     sb: Sandbox, user_id: str, ranges: Iterable[tuple[str, int, int, int]], descending: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -289,7 +360,7 @@ def pull_by_ranges(
     msgs: dict[str, Any] = {}
     notifications: dict[str, Any] = {}
     for conversation_id, begin, end, num in ranges:
-        max_seq = sb.max_seq(conversation_id)
+        max_seq = user_max_seq(sb, user_id, conversation_id)
         min_seq = 1 if max_seq else 0
         if conversation_id.startswith("n_"):
             seqs = [s for s in range(begin, end + 1) if min_seq <= s <= max_seq]
@@ -318,7 +389,7 @@ def seq_messages(
     msgs: dict[str, Any] = {}
     notifications: dict[str, Any] = {}
     for conversation_id, seqs in wanted:
-        max_seq = sb.max_seq(conversation_id)
+        max_seq = user_max_seq(sb, user_id, conversation_id)
         min_seq = 1 if max_seq else 0
         is_end, end_seq, picked = False, 0, []
         for seq in seqs:

@@ -66,32 +66,55 @@ class FakeClock:
         self.now += seconds
 
 
+# model/version_log.go: the element IDs that stand for a change of the group itself (in a
+# group's member log) and of the sort order (isPinned, roleLevel), not for an item.
+GROUP_CHANGE_ID = ""
+SORT_CHANGE_ID = "____S_O_R_T_I_D____"
+SYNC_LIMIT = 200  # incrversion.syncLimit: more changes than this and the caller gets full
+
+
 class VersionLog:
-    """OpenIM's version log behind an incremental sync (``internal/rpc/incrversion``): an ID
-    (a Mongo ObjectID's 24 hex digits) and a version raised by every change. A caller whose
-    versionID differs gets ``full`` and no lists; one with the right ID gets what changed since
-    its version, each ID once, under its latest operation."""
+    """OpenIM's version log behind an incremental sync (``mgo/version_log.go`` and
+    ``internal/rpc/incrversion``): an ID (a Mongo ObjectID's 24 hex digits), a version raised
+    once per write, and each element's latest state. The log comes into being at version 1 on
+    its first read or write. A caller whose versionID differs, whose version is 0 or ahead of the
+    log's, or who missed more than 200 elements gets ``full`` and no lists; otherwise it gets each
+    element changed since its version once, under its latest state."""
 
     def __init__(self) -> None:
         self.version_id = os.urandom(12).hex()
-        self.version = 0
-        self._changes: list[tuple[int, str, str]] = []  # (version, id, "insert" | "update" | "delete")
+        self._version = 0  # 0: no document yet
+        self._latest: dict[str, tuple[int, str]] = {}  # element -> (version, "insert" | "update" | "delete")
+
+    @property
+    def version(self) -> int:
+        self._version = self._version or 1  # FindChangeLog creates the document on a read
+        return self._version
 
     def change(self, item_id: str, operation: str) -> None:
-        self.version += 1
-        self._changes.append((self.version, item_id, operation))
+        self.changes([item_id], operation)
+
+    def changes(self, item_ids: list[str], operation: str) -> None:
+        """One ``IncrVersion``: a single new version for every element of ``item_ids``."""
+        self._version = self._version + 1 if self._version else 1
+        for item_id in item_ids:
+            self._latest.pop(item_id, None)  # writeLogBatch2 moves the element to the end
+            self._latest[item_id] = (self._version, operation)
+
+    def element_version(self, item_id: str) -> int:
+        """The version at which ``item_id`` last changed (0 if never)."""
+        return self._latest.get(item_id, (0, ""))[0]
 
     def since(self, version: int, version_id: str) -> tuple[bool, dict[str, list[str]]]:
         """``(full, {"insert": ids, "update": ids, "delete": ids})``."""
         lists: dict[str, list[str]] = {"insert": [], "update": [], "delete": []}
-        if version_id != self.version_id or version > self.version:
+        current = self.version
+        if version_id != self.version_id or version <= 0 or version > current:
             return True, lists
-        latest: dict[str, str] = {}
-        for changed_at, item_id, operation in self._changes:
-            if changed_at > version:
-                first = latest.get(item_id)
-                latest[item_id] = "insert" if first == "insert" and operation == "update" else operation
-        for item_id, operation in latest.items():
+        changed = [(item_id, operation) for item_id, (at, operation) in self._latest.items() if at > version]
+        if len(changed) > SYNC_LIMIT:
+            return True, lists
+        for item_id, operation in changed:
             lists[operation].append(item_id)
         return False, lists
 
@@ -150,6 +173,9 @@ class Sandbox:
         # Relations: owner -> other user -> FriendInfo / BlackInfo (contract section 3.6 of the SDK document).
         self.friends: dict[str, dict[str, dict[str, Any]]] = {}
         self.blacks: dict[str, dict[str, dict[str, Any]]] = {}
+        # Friend requests by (fromUserID, toUserID), group requests by (groupID, userID): one each.
+        self.friend_requests: dict[tuple[str, str], dict[str, Any]] = {}
+        self.group_requests: dict[tuple[str, str], dict[str, Any]] = {}
         # The incremental-sync logs (`/friend|group|conversation/get_incremental_*`), per kind and owner.
         self.versions: dict[tuple[str, str], VersionLog] = {}
         # The msg-gateway's live WebSocket connections (connections.py).
@@ -231,8 +257,38 @@ class Sandbox:
             },
         )
 
+    def add_members(self, group_id: str, members: list[dict[str, Any]]) -> None:
+        """``GroupMemberMgo.Create``: the group's member log records them inserted (one version),
+        and each one's join log records the group."""
+        self.members.setdefault(group_id, {}).update((m["userID"], m) for m in members)
+        self.version_log("group_member", group_id).changes([m["userID"] for m in members], "insert")
+        for member in members:
+            self.version_log("group", member["userID"]).change(group_id, "insert")
+
+    def remove_members(self, group_id: str, user_ids: list[str], *, whole_group: bool = False) -> None:
+        """``GroupMemberMgo.Delete``: the members go and their join logs record the group deleted;
+        the group's member log records them deleted, or is dropped with the whole group (a later
+        sync starts from a new log)."""
+        members = self.members.get(group_id, {})
+        for user_id in user_ids:
+            members.pop(user_id, None)
+        if whole_group:
+            self.versions.pop(("group_member", group_id), None)
+        elif user_ids:
+            self.version_log("group_member", group_id).changes(user_ids, "delete")
+        for user_id in user_ids:
+            self.version_log("group", user_id).change(group_id, "delete")
+
+    def freeze_conversation(self, user_id: str, conversation_id: str) -> None:
+        """``SetConversationMaxSeq``: ``user_id`` reads the conversation only up to its current last seq."""
+        record = self.conversations.get((user_id, conversation_id))
+        if record is not None:
+            record["maxSeq"] = self.max_seq(conversation_id)
+            self.version_log("conversation", user_id).change(conversation_id, "update")
+
     def version_log(self, kind: str, owner: str) -> VersionLog:
-        """The incremental-sync log of ``kind`` ("friend", "group", "conversation") for ``owner``."""
+        """The incremental-sync log of ``kind`` for ``owner``: "friend", "group" (the groups a user
+        joined) and "conversation" per user, "group_member" per group."""
         return self.versions.setdefault((kind, owner), VersionLog())
 
     def max_seq(self, conversation_id: str) -> int:
