@@ -142,7 +142,8 @@ def bound_as_the_table_says(route: Route, body: GoObject, member_of: set[str], u
             if isinstance(value, str):
                 assert value in member_of, (field.text, value)
     if route.path in DELETING:
-        assert True not in list(go_values(body, IS_SYNC_OTHER)), "IsSyncOther acts for every party"
+        # Typed: 1 is not true to Go (a number does not decode into a bool), though 1 == True in Python.
+        assert not any(v is True for v in go_values(body, IS_SYNC_OTHER)), "IsSyncOther acts for every party"
     if route.path == "/conversation/set_conversations":
         conversations = [v for v in go_values(body, PEER_CONVERSATION) if isinstance(v, str)]
         for value in go_values(body, PEER):
