@@ -385,3 +385,24 @@ async def test_the_blacklist_refuses_a_second_entry_and_times_its_two_lists_diff
         "blacks": [],
         "total": 0,
     }, "[] here, where Go makes the list"
+
+
+async def test_set_group_info_ex_by_a_manager_and_its_empty_name_that_changes_nothing(
+    session: aiohttp.ClientSession,  # noqa: F811
+    trio: IM,
+    sandbox: Sandbox,
+) -> None:
+    bob = await connect(session, trio, "bob")
+    rest = await tokens(trio, "alice", "bob")
+    group_id = await new_group(trio.wire, rest["alice"], "bob")
+    await bob.push(), await bob.push()
+    assert_error(await trio.wire.post("/group/set_group_info_ex", {"groupID": group_id, "groupName": "B"},
+                                      token=rest["bob"]), 1002)  # fmt: skip
+    unchanged = {"groupID": group_id, "groupName": "", "introduction": "ignored"}
+    assert await trio.wire.ok("/group/set_group_info_ex", unchanged, token=rest["alice"]) is None
+    assert sandbox.groups[group_id]["introduction"] == ""
+    renamed = {"groupID": group_id, "groupName": "Club", "introduction": None}
+    assert await trio.wire.ok("/group/set_group_info_ex", renamed, token=rest["alice"]) is None
+    [copy, notice] = [pushed(await bob.push()) for _ in range(2)]
+    assert (copy[2].contentType, tips(notice[2])["group"]["groupName"]) == (1520, "Club")
+    await nothing_more(bob)  # a name alone is no 1502

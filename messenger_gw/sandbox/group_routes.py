@@ -29,6 +29,7 @@ JOIN_BY_INVITATION = 2
 AGREE, REFUSE = 1, -1
 APP_ADMIN = 2  # constant.AppAdmin: the appMangerLevel OpenIM gives an app admin acting in a group
 APPLICANT_RECEIVER, ADMIN_RECEIVER = 0, 1
+GROUP_NOTIFICATION_AT = 4  # conversation.groupAtType: the group has a new announcement
 
 GROUP_INFO_FIELDS = (
     "groupID",
@@ -316,7 +317,8 @@ def get_groups(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
         groups = [group_id] if group_id in sb.groups else []
     else:
         groups = [g for g, stored in sb.groups.items() if not name or name in stored["groupName"]]
-    shown = page(body, groups) if not group_id else groups
+    shown = page(body, groups)  # Check() wants a pagination even for one groupID
+    shown = groups if group_id else shown
     items = [
         {
             "groupInfo": group_info(sb, g),
@@ -326,6 +328,54 @@ def get_groups(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
         for g in shown or []
     ]
     return {"total": len(groups), "groups": items or None}
+
+
+@route("/group/set_group_info_ex")
+async def set_group_info_ex(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    """``SetGroupInfoEx`` (the SDK's setGroupInfo): the owner, an admin or an app admin; the
+    fields are wrappers, absent or null leaving a value as it is. 1519 for a new announcement,
+    1520 for a new name, 1502 for anything else."""
+    group_id = body.string("groupID")
+    who = _op(caller)
+    if not who.is_admin and not _is_manager(take_member(sb, group_id, who.user_id)["roleLevel"]):
+        raise CodeError(1002, "no group owner or admin")
+    group = take_group(sb, group_id)
+    if group["status"] == DISMISSED:
+        raise CodeError(1204)
+    if not owner_of(sb, group_id):
+        raise CodeError(1004, "mongo: no documents in result")
+    update: dict[str, Any] = {}
+    for name in ("groupName", "notification", "introduction", "faceURL", "ex"):
+        if body.has(name):
+            update[name] = body.string(name)
+    for name in ("needVerification", "lookMemberInfo", "applyMemberFriend"):
+        if body.has(name):
+            update[name] = body.integer(name)
+    if "notification" in update:
+        update |= {"notificationUpdateTime": sb.now_ms(), "notificationUserID": who.user_id}
+    if not update or update.get("groupName") == "":
+        # An empty name makes UpdateGroupInfoExMap fail with no fields, which v3.8.3 takes for
+        # "nothing to change" before it looks at the error: a success that changes nothing.
+        return None
+    group.update(update)
+    sb.version_log("group_member", group_id).change(GROUP_CHANGE_ID, "update")
+    op_member = sb.members[group_id].get(who.user_id)
+    opener = op_user(sb, group_id, who.user_id, member_full_info() if op_member is None else member_info(sb, op_member))
+    info, version = group_info(sb, group_id), member_version(sb, group_id)
+    rest = len(update) - (3 if "notification" in update else 0) - (1 if "groupName" in update else 0)
+    if update.get("notification"):
+        for user_id in sb.members[group_id]:  # SetConversations: groupAtType GroupNotification
+            sb.touch_conversation(user_id, f"sg_{group_id}", session_type=3, peer="", group=group_id)
+            sb.conversations[(user_id, f"sg_{group_id}")]["groupAtType"] = GROUP_NOTIFICATION_AT
+            sb.version_log("conversation", user_id).change(f"sg_{group_id}", "update")
+        announced = {"opUser": opener, "group": info} | version
+        await n.notify(sb, who.user_id, group_id, n.GROUP_INFO_SET_ANNOUNCEMENT, announced, with_sender=True)
+    if "groupName" in update:
+        await n.notify(sb, who.user_id, group_id, n.GROUP_INFO_SET_NAME, {"opUser": opener, "group": info} | version)
+    if rest > 0:
+        tips = {"opUser": opener, "muteTime": 0, "group": info} | version
+        await n.notify(sb, who.user_id, group_id, n.GROUP_INFO_SET, tips, with_sender=True)
+    return None
 
 
 # -- membership -----------------------------------------------------------------------------------------
