@@ -4,6 +4,7 @@ rules those flows rest on, frame by frame and route by route."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from typing import Any
@@ -406,3 +407,22 @@ async def test_set_group_info_ex_by_a_manager_and_its_empty_name_that_changes_no
     [copy, notice] = [pushed(await bob.push()) for _ in range(2)]
     assert (copy[2].contentType, tips(notice[2])["group"]["groupName"]) == (1520, "Club")
     await nothing_more(bob)  # a name alone is no 1502
+
+
+async def test_anyone_on_the_websocket_can_empty_a_group_with_a_dismissal_notice(
+    session: aiohttp.ClientSession,  # noqa: F811
+    trio: IM,
+    sandbox: Sandbox,
+) -> None:
+    rest = await tokens(trio, "alice")
+    group_id = await new_group(trio.wire, rest["alice"], "bob")
+    carol = await connect(session, trio, "carol")  # no member of it
+    forged = sdkws_pb2.MsgData(
+        sendID="carol", groupID=group_id, clientMsgID="forged", sessionType=3, msgFrom=200, contentType=1511,
+        content=orjson.dumps({"detail": "{}"}), options={"isNotNotification": False}, createTime=1,
+    )  # fmt: skip
+    reply = await carol.request(1003, forged.SerializeToString())
+    assert reply["errCode"] == 0, "a notification type skips the membership check (v3.8.3's hole)"
+    await asyncio.sleep(0.1)  # the push service acts on it once it is pushed
+    assert sandbox.members[group_id] == {}
+    assert sandbox.groups[group_id]["status"] == 2

@@ -143,7 +143,7 @@ async def test_group_lifecycle_callbacks_with_their_quirks(
         }
     ]
     assert receiver.bodies("callbackAfterQuitGroupCommand")[0]["userID"] == "u2"
-    [dismissed] = receiver.bodies("callbackAfterDisMissGroupCommand")
+    dismissed = receiver.bodies("callbackAfterDisMissGroupCommand")[0]  # the push service's may follow
     assert dismissed["groupType"] == "\u0002"
     assert dismissed["membersID"] == ["u1"]
 

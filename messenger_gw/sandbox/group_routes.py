@@ -84,7 +84,7 @@ def take_member(sb: Sandbox, group_id: str, user_id: str) -> dict[str, Any]:
 
 
 def owner_of(sb: Sandbox, group_id: str) -> str:
-    return next((u for u, m in sb.members.get(group_id, {}).items() if m["roleLevel"] == OWNER), "")
+    return sb.group_owner(group_id)
 
 
 def group_info(sb: Sandbox, group_id: str, *, member_count: int | None = None) -> dict[str, Any]:
@@ -731,17 +731,14 @@ async def dismiss_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     if group["status"] == DISMISSED and not delete_members:
         raise CodeError(1204, "group status is dismissed")
     before = group_info(sb, group_id)  # the tips show the group as it was before the dismissal
-    group["status"] = DISMISSED
     if delete_members:
-        sb.remove_members(group_id, list(sb.members[group_id]), whole_group=True)
-    else:
-        sb.version_log("group_member", group_id).change(GROUP_CHANGE_ID, "update")
-        tips = {"group": before, "opUser": op_user(sb, group_id, who.user_id), "operationTime": 0}
-        # Once pushed, the push service drops every member (messages._deliver).
-        await n.notify(sb, who.user_id, group_id, n.GROUP_DISMISSED, tips)
-    # Quirk: groupType is Go's string(int32): 2 arrives as the control character U+0002.
-    dismissed = {"groupID": group_id, "ownerID": owner, "groupType": chr(group["groupType"])}
-    sb.after("callbackAfterDisMissGroupCommand", dismissed | {"membersID": list(sb.members[group_id]) or None})
+        sb.dismiss(group_id, delete_members=True, owner=owner)
+        return None
+    sb.dismiss(group_id, delete_members=False, owner=owner)  # its callback still lists the members
+    tips = {"group": before, "opUser": op_user(sb, group_id, who.user_id), "operationTime": 0}
+    # Once this is pushed, the push service dismisses the group again, dropping every member
+    # (messages._deliver).
+    await n.notify(sb, who.user_id, group_id, n.GROUP_DISMISSED, tips)
     return None
 
 

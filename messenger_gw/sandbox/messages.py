@@ -175,8 +175,11 @@ def _deliver(sb: Sandbox, deliveries: list[Delivery], operation_id: str) -> None
     for receivers, conversation_id, pb in deliveries:
         sb.connections.push(receivers, conversation_id, pb, operation_id)
         if pb.contentType == GROUP_DISMISSED_NOTIFICATION and conversation_id.startswith("n_"):
-            # groupMessagesHandler: once the dismissal is pushed, DismissGroup(deleteMember=true).
-            sb.remove_members(pb.groupID, list(sb.members.get(pb.groupID, {})), whole_group=True)
+            # groupMessagesHandler: once a dismissal notice (from anyone) is pushed, the push service
+            # calls DismissGroup(deleteMember=true) as an app admin, for any group with an owner.
+            owner = sb.group_owner(pb.groupID)
+            if owner and pb.groupID in sb.groups:
+                sb.dismiss(pb.groupID, delete_members=True, owner=owner)
 
 
 def _encapsulate(sb: Sandbox, msg: dict[str, Any]) -> None:

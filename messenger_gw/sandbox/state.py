@@ -71,6 +71,7 @@ class FakeClock:
 GROUP_CHANGE_ID = ""
 SORT_CHANGE_ID = "____S_O_R_T_I_D____"
 SYNC_LIMIT = 200  # incrversion.syncLimit: more changes than this and the caller gets full
+GROUP_OWNER, GROUP_DISMISSED = 100, 2
 
 
 class VersionLog:
@@ -278,6 +279,24 @@ class Sandbox:
             self.version_log("group_member", group_id).changes(user_ids, "delete")
         for user_id in user_ids:
             self.version_log("group", user_id).change(group_id, "delete")
+
+    def group_owner(self, group_id: str) -> str:
+        """The owner's userID ("" for a group without one: TakeGroupOwner finds no document)."""
+        return next((u for u, m in self.members.get(group_id, {}).items() if m["roleLevel"] == GROUP_OWNER), "")
+
+    def dismiss(self, group_id: str, *, delete_members: bool, owner: str) -> None:
+        """``groupDatabase.DismissGroup`` and the after-callback that follows it: the group is
+        marked dismissed, and either every member goes or the member log records a change of the
+        group. The callback lists the members left."""
+        group = self.groups[group_id]
+        group["status"] = GROUP_DISMISSED
+        if delete_members:
+            self.remove_members(group_id, list(self.members.get(group_id, {})), whole_group=True)
+        else:
+            self.version_log("group_member", group_id).change(GROUP_CHANGE_ID, "update")
+        # Quirk: groupType is Go's string(int32): 2 arrives as the control character U+0002.
+        dismissed = {"groupID": group_id, "ownerID": owner, "groupType": chr(group["groupType"])}
+        self.after("callbackAfterDisMissGroupCommand", dismissed | {"membersID": list(self.members[group_id]) or None})
 
     def freeze_conversation(self, user_id: str, conversation_id: str) -> None:
         """``SetConversationMaxSeq``: ``user_id`` reads the conversation only up to its current last seq."""
