@@ -65,7 +65,7 @@ def incremental(
         "insert": lists["insert"],
         "update": lists["update"],
     }
-    if kind in ("friend", "group_member"):
+    if kind != "conversation":  # GetIncrementalConversationResp has no sortVersion
         reply["sortVersion"] = sort_version
     if skip:
         reply["skipped"] = skipped or any(changed.values())

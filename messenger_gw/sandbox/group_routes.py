@@ -83,19 +83,12 @@ def take_member(sb: Sandbox, group_id: str, user_id: str) -> dict[str, Any]:
     return member
 
 
-def owner_of(sb: Sandbox, group_id: str) -> str:
-    return sb.group_owner(group_id)
-
-
 def group_info(sb: Sandbox, group_id: str, *, member_count: int | None = None) -> dict[str, Any]:
     """``Db2PbGroupInfo``: the stored group with its owner and member count read from its members."""
     group = sb.groups[group_id]
     count = len(sb.members.get(group_id, {})) if member_count is None else member_count
-    live = {"ownerUserID": owner_of(sb, group_id), "memberCount": count}
-    return {
-        name: live[name] if name in live else group.get(name, 0 if name != "groupName" else "")
-        for name in GROUP_INFO_FIELDS
-    }
+    live = {"ownerUserID": sb.group_owner(group_id), "memberCount": count}
+    return {name: live[name] if name in live else group[name] for name in GROUP_INFO_FIELDS}
 
 
 def member_full_info(**fields: Any) -> dict[str, Any]:
@@ -104,19 +97,13 @@ def member_full_info(**fields: Any) -> dict[str, Any]:
     return {name: fields.get(name, zero.get(name, "")) for name in MEMBER_FIELDS}
 
 
-def member_info(sb: Sandbox, member: dict[str, Any], app_manger_level: int = 0) -> dict[str, Any]:
-    """``Db2PbGroupMember`` after ``PopulateGroupMember``: an empty nickname or face is the user's."""
+def member_info(sb: Sandbox, member: dict[str, Any]) -> dict[str, Any]:
+    """``Db2PbGroupMember`` after ``PopulateGroupMember``: an empty nickname or face is the
+    user's; ``appMangerLevel`` is never filled in."""
     user = sb.users.get(member["userID"], {})
-    return member_full_info(
-        **(
-            member
-            | {
-                "nickname": member.get("nickname") or user.get("nickname", ""),
-                "faceURL": member.get("faceURL") or user.get("faceURL", ""),
-                "appMangerLevel": app_manger_level,
-            }
-        )
-    )
+    filled = {"nickname": member["nickname"] or user.get("nickname", ""),
+              "faceURL": member["faceURL"] or user.get("faceURL", ""), "appMangerLevel": 0}  # fmt: skip
+    return member_full_info(**member | filled)
 
 
 def sorted_members(sb: Sandbox, group_id: str) -> list[dict[str, Any]]:
@@ -177,10 +164,6 @@ def page(body: Body, items: list[Any]) -> list[Any] | None:
     assert pagination is not None
     number, size = pagination.integer("pageNumber"), pagination.integer("showNumber")
     return items[(number - 1) * size : number * size] or None if size > 0 else None
-
-
-def _op(caller: Caller | None) -> Caller:
-    return caller_of(caller)
 
 
 def _is_manager(role: int) -> bool:
@@ -322,8 +305,8 @@ def get_groups(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     items = [
         {
             "groupInfo": group_info(sb, g),
-            "groupOwnerUserName": sb.members[g][owner_of(sb, g)]["nickname"] if owner_of(sb, g) else "",
-            "groupOwnerUserID": owner_of(sb, g),
+            "groupOwnerUserName": sb.members[g][sb.group_owner(g)]["nickname"] if sb.group_owner(g) else "",
+            "groupOwnerUserID": sb.group_owner(g),
         }
         for g in shown or []
     ]
@@ -336,13 +319,13 @@ async def set_group_info_ex(sb: Sandbox, caller: Caller | None, body: Body) -> A
     fields are wrappers, absent or null leaving a value as it is. 1519 for a new announcement,
     1520 for a new name, 1502 for anything else."""
     group_id = body.string("groupID")
-    who = _op(caller)
+    who = caller_of(caller)
     if not who.is_admin and not _is_manager(take_member(sb, group_id, who.user_id)["roleLevel"]):
         raise CodeError(1002, "no group owner or admin")
     group = take_group(sb, group_id)
     if group["status"] == DISMISSED:
         raise CodeError(1204)
-    if not owner_of(sb, group_id):
+    if not sb.group_owner(group_id):
         raise CodeError(1004, "mongo: no documents in result")
     update: dict[str, Any] = {}
     for name in ("groupName", "notification", "introduction", "faceURL", "ex"):
@@ -395,7 +378,7 @@ async def invite_user_to_group(sb: Sandbox, caller: Caller | None, body: Body) -
         raise CodeError(1204, "group dismissed checking group status found it dismissed")
     if any(u not in sb.users for u in invited):
         raise CodeError(1004, "user not found")
-    who = _op(caller)
+    who = caller_of(caller)
     op_member = None if who.is_admin else take_member(sb, group_id, who.user_id)
     if group["needVerification"] == ALL_NEED_VERIFICATION and op_member and not _is_manager(op_member["roleLevel"]):
         for user_id in invited:  # requests instead of members, and still a success
@@ -438,7 +421,7 @@ async def _members_entered(sb: Sandbox, op: str, group_id: str, user_ids: list[s
 async def join_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     group_id, join_source, applicant = body.string("groupID"), body.integer("joinSource"), body.string("inviterUserID")
     check(bool(group_id) and 1 <= join_source <= 4 and (join_source != 2 or bool(applicant)))
-    who = _op(caller)
+    who = caller_of(caller)
     # v3.8.3: the joiner is inviterUserID as sent, never compared with the caller.
     if applicant not in sb.users:
         raise CodeError(1004, "record not found")
@@ -531,7 +514,7 @@ async def group_application_response(sb: Sandbox, caller: Caller | None, body: B
     check(bool(group_id) and bool(applicant) and -1 <= result <= 1)
     if result not in (AGREE, REFUSE):
         raise CodeError(1001, "HandleResult unknown")
-    who = _op(caller)
+    who = caller_of(caller)
     if not who.is_admin and not _is_manager(take_member(sb, group_id, who.user_id)["roleLevel"]):
         raise CodeError(1002, "no group owner or admin")
     take_group(sb, group_id)
@@ -577,10 +560,10 @@ async def group_application_response(sb: Sandbox, caller: Caller | None, body: B
 @route("/group/get_specified_user_group_request_info")
 def get_specified_user_group_request_info(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     group_id, user_id = body.string("groupID"), body.string("userID")
-    who = _op(caller)
+    who = caller_of(caller)
     if user_id != who.user_id:  # the user themself, the group's owner and admins, or an app admin
         managers = [m["userID"] for m in sorted_members(sb, group_id) if _is_manager(m["roleLevel"])]
-        if not owner_of(sb, group_id):
+        if not sb.group_owner(group_id):
             raise CodeError(500, "runtime error: index out of range [0] with length 0")  # owners[0]
         if who.user_id not in managers and not who.is_admin:
             raise CodeError(1002, "opUser no permission")
@@ -618,14 +601,14 @@ async def kick_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     check(bool(group_id) and kicked is not None)
     assert kicked is not None
     take_group(sb, group_id)
-    who = _op(caller)
+    who = caller_of(caller)
     if not kicked:
         raise CodeError(1001, "KickedUserIDs empty")
     if len(set(kicked)) != len(kicked):
         raise CodeError(1001, "KickedUserIDs duplicate")
     if who.user_id in kicked:
         raise CodeError(1001, "opUserID in KickedUserIDs")
-    owner = owner_of(sb, group_id)
+    owner = sb.group_owner(group_id)
     if not owner:
         raise CodeError(1004, "mongo: no documents in result")
     if owner in kicked:
@@ -663,7 +646,7 @@ async def kick_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
 async def quit_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     group_id = body.string("groupID")
     check(bool(group_id))
-    who = _op(caller)
+    who = caller_of(caller)
     user_id = body.string("userID") or who.user_id
     if body.string("userID"):
         require_self_or_admin(caller, user_id)
@@ -692,7 +675,7 @@ async def transfer_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     missing = [u for u in (old, new) if u not in members]
     if missing:
         raise CodeError(1001, "user not in group " + ",".join(missing))
-    who = _op(caller)
+    who = caller_of(caller)
     if not who.is_admin and not (who.user_id == old and members[old]["roleLevel"] == OWNER):
         raise CodeError(1002, "no permission transfer group owner")
     if members[new]["muteEndTime"] > sb.now_ms():
@@ -720,10 +703,10 @@ async def transfer_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
 async def dismiss_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     group_id = body.string("groupID")
     check(bool(group_id))
-    owner = owner_of(sb, group_id)
+    owner = sb.group_owner(group_id)
     if not owner:
         raise CodeError(1004, "mongo: no documents in result")
-    who = _op(caller)
+    who = caller_of(caller)
     if not who.is_admin and owner != who.user_id:
         raise CodeError(1002, "not group owner")
     group = take_group(sb, group_id)
@@ -749,7 +732,7 @@ async def dismiss_group(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
 async def mute_group_member(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     group_id, user_id, seconds = body.string("groupID"), body.string("userID"), body.integer("mutedSeconds")
     check(bool(group_id) and bool(user_id) and seconds > 0)
-    await _set_member_mute(sb, _op(caller), group_id, user_id, seconds)
+    await _set_member_mute(sb, caller_of(caller), group_id, user_id, seconds)
     return None
 
 
@@ -757,7 +740,7 @@ async def mute_group_member(sb: Sandbox, caller: Caller | None, body: Body) -> A
 async def cancel_mute_group_member(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     group_id, user_id = body.string("groupID"), body.string("userID")
     check(bool(group_id) and bool(user_id))
-    await _set_member_mute(sb, _op(caller), group_id, user_id, 0)
+    await _set_member_mute(sb, caller_of(caller), group_id, user_id, 0)
     return None
 
 
@@ -804,7 +787,7 @@ async def cancel_mute_group(sb: Sandbox, caller: Caller | None, body: Body) -> A
 async def _set_group_status(sb: Sandbox, caller: Caller | None, body: Body, status: int) -> None:
     group_id = body.string("groupID")
     check(bool(group_id))
-    who = _op(caller)
+    who = caller_of(caller)
     if not who.is_admin and not _is_manager(take_member(sb, group_id, who.user_id)["roleLevel"]):
         raise CodeError(1002, "no group owner or admin")
     take_group(sb, group_id)["status"] = status
