@@ -32,7 +32,7 @@ from aiohttp import web
 from .admin_token import AdminTokenManager
 from .cache import TTLCache
 from .invalidation import Invalidation
-from .openim import OpenIMClient
+from .openim import ArgsError, GroupIDNotFoundError, OpenIMClient, RecordNotFoundError
 
 MEMBERSHIP_TTL = 10.0
 MEMBERSHIP_MAX = 100_000
@@ -134,6 +134,8 @@ class ConversationAccess:
         return False
 
     async def is_member(self, user_id: str, group_id: str, operation_id: str) -> bool:
+        if not group_id:  # no group: OpenIM would answer ArgsError, a fault of the client's, not OpenIM's
+            return False
         cached = self._members.get(group_id, user_id)
         if cached is not None:
             return cached
@@ -147,7 +149,10 @@ class ConversationAccess:
                 token=admin,
             )
 
-        data = await self._admin_tokens.call(members)
+        try:
+            data = await self._admin_tokens.call(members)
+        except (ArgsError, GroupIDNotFoundError, RecordNotFoundError):
+            return False  # a group OpenIM cannot look up has no members; not kept, it may be created yet
         found = isinstance(data, dict) and any(
             isinstance(m, dict) and m.get("userID") == user_id for m in data.get("members") or []
         )

@@ -392,6 +392,16 @@ async def test_group_conversations_need_membership(alice: GatewayClient, sandbox
     assert (status, reply["errCode"]) == (403, 40304)
 
 
+@pytest.mark.parametrize("group_id", ["", "no-such-group"])
+async def test_a_group_that_openim_does_not_know_is_refused_as_not_the_callers(
+    alice: GatewayClient, recorder: Recorder, group_id: str
+) -> None:
+    body = {"groupID": group_id, "pagination": {"pageNumber": 1, "showNumber": 10}}
+    status, reply, _ = await im(alice, "/im/group/get_group_member_list", body)
+    assert (status, reply["errCode"]) == (403, 40304)
+    assert recorder.to("/group/get_group_member_list") == []
+
+
 async def test_user_ids_with_underscores_are_resolved_without_guessing(
     start_gateway: StartGateway, sandbox: Sandbox
 ) -> None:
