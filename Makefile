@@ -19,6 +19,7 @@ test: $(VENV)/.installed-dev system-packages node-packages lint typecheck pytest
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check messenger_gw tests bench
 	$(BIN)/ruff format --check messenger_gw tests bench
+	$(BIN)/lint-imports --config setup.cfg  # the rooms' layering (docs/architecture.md)
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

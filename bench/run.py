@@ -43,7 +43,7 @@ from typing import Any
 import redis
 
 from messenger_gw import keys
-from messenger_gw.client import GatewayClient
+from messenger_gw.sdk import GatewayClient
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"

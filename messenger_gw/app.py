@@ -14,36 +14,48 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import auth_routes, im_proxy
-from .admin_auth import ADMIN_AUTHENTICATOR, AdminAuthenticator
-from .admin_routes import create_admin_app
-from .admin_token import ADMIN_TOKENS, AdminTokenManager
-from .audit import AUDIT_LOG, AuditLog, retrying_writes
-from .authentication import AUTHENTICATOR, Authenticator
-from .bans import BANS, Bans
-from .conversation_access import CONVERSATION_ACCESS, ConversationAccess
-from .deadlines import Deadlines
-from .edge import edge_middleware
-from .health import DRAINING, healthz, readyz
-from .identity import IDENTITY_VERIFIER, DevOTPVerifier, IdentityVerifier, UserServiceVerifier
-from .im_tokens import IM_TOKENS, ImTokens
-from .invalidation import INVALIDATION, Invalidation, listening
-from .jwt_auth import JWTVerifier
-from .memory_store import MemoryStore
+from . import auth, im
+from .admin import (
+    ADMIN_AUTHENTICATOR,
+    AUDIT_LOG,
+    MODERATION,
+    AdminAuthenticator,
+    AuditLog,
+    Moderation,
+    create_admin_app,
+    retrying,
+    retrying_writes,
+)
+from .auth import (
+    AUTHENTICATOR,
+    IDENTITY_VERIFIER,
+    PROVISIONER,
+    SESSIONS,
+    Authenticator,
+    DevOTPVerifier,
+    IdentityVerifier,
+    JWTVerifier,
+    Provisioner,
+    Sessions,
+    UserServiceVerifier,
+)
+from .edge import DRAINING, edge_middleware, healthz, readyz
+from .im import CONVERSATION_ACCESS, ROUTE_TABLE, ConversationAccess, RouteTable
 from .metrics import METRICS, Metrics, flushing, metrics_handler
-from .moderation import MODERATION, Moderation, retrying
-from .openim import OPENIM, OpenIMClient, new_pool
-from .provisioning import PROVISIONER, Provisioner
-from .rate_limit import RateLimit
-from .redis_store import RedisStore
-from .route_policy import ROUTE_TABLE, RouteTable
-from .sessions import SESSIONS, Sessions
+from .moderation import BANS, Bans, RateLimit, WordRules
+from .openim import ADMIN_TOKENS, IM_TOKENS, OPENIM, AdminTokenManager, Deadlines, ImTokens, OpenIMClient, new_pool
 from .settings import SETTINGS, Settings
-from .spool import Spool
-from .store import STORE, Store
-from .webhook_consumer import WEBHOOK_CONSUMER, WebhookConsumer, consuming
-from .webhooks import WEBHOOK_RECEIVER, WebhookReceiver, create_webhook_app, replaying
-from .word_rules import WordRules
+from .store import INVALIDATION, STORE, Invalidation, MemoryStore, RedisStore, Store, listening
+from .webhooks import (
+    WEBHOOK_CONSUMER,
+    WEBHOOK_RECEIVER,
+    Spool,
+    WebhookConsumer,
+    WebhookReceiver,
+    consuming,
+    create_webhook_app,
+    replaying,
+)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -67,8 +79,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
-    auth_routes.add_routes(app)
-    im_proxy.add_routes(app)
+    auth.add_routes(app)
+    im.add_routes(app)
     app.add_subapp("/admin/", create_admin_app())
     app.add_subapp("/webhooks/openim/", create_webhook_app())
     return app
@@ -133,7 +145,7 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
         bans, im_tokens, ws_url=settings.openim_ws_url, min_remaining=settings.login.im_token_min_remaining
     )
     app[CONVERSATION_ACCESS] = ConversationAccess(app[OPENIM], app[ADMIN_TOKENS], app[INVALIDATION])
-    app[auth_routes.HANDSHAKE_RATE_LIMIT] = RateLimit(store, "handshake", settings.handshake_rate_limit)
+    app[auth.HANDSHAKE_RATE_LIMIT] = RateLimit(store, "handshake", settings.handshake_rate_limit)
     async with aiohttp.ClientSession() as user_service:
         app[IDENTITY_VERIFIER] = _identity_verifier(settings, user_service)
         yield

@@ -7,8 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import __version__, client_cli, logs, server
-from .route_policy import RouteTable, RouteTableError
+from . import __version__, logs, sdk, server
+from .im import RouteTable, RouteTableError
 from .sandbox import SandboxConfig
 from .settings import OPENIM_DEFAULT_ADMIN_USER_ID, OPENIM_DEFAULT_SECRET, ConfigError, HostPort, Settings
 
@@ -18,7 +18,7 @@ EXIT_CONFIG = 2
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "client":
-        return client_cli.run(args)
+        return sdk.run_client_command(args)
     try:
         if args.command == "sandbox":
             return _sandbox(args)
@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         "--admin-user-id", action="append", default=None, help=f"repeatable; default {OPENIM_DEFAULT_ADMIN_USER_ID}"
     )
     sandbox.add_argument("--token-expire-days", type=int, default=90)
-    client_cli.add_parser(commands)
+    sdk.add_client_command(commands)
     return parser
 
 

@@ -13,13 +13,10 @@ The table in ``docs/errors.md`` lists them; they are stable.
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import orjson
 from aiohttp import web
-
-from .openim import OpenIMError, OpenIMTimeout, OpenIMUnavailable
-from .store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +44,6 @@ BAD_UPSTREAM = 50200
 UNAVAILABLE = 50300
 IDENTITY_VERIFIER_UNAVAILABLE = 50301
 UPSTREAM_TIMEOUT = 50400
-
-_CODE_FOR_STATUS = {
-    400: BAD_REQUEST,
-    401: UNAUTHENTICATED,
-    403: FORBIDDEN,
-    404: NOT_FOUND,
-    405: METHOD_NOT_ALLOWED,
-    413: PAYLOAD_TOO_LARGE,
-    429: RATE_LIMITED,
-    431: HEADERS_TOO_LARGE,
-    502: BAD_UPSTREAM,
-    503: UNAVAILABLE,
-    504: UPSTREAM_TIMEOUT,
-}
 
 
 class GatewayError(Exception):
@@ -137,67 +120,6 @@ class UpstreamTimeout(GatewayError):
     level = logging.ERROR
 
 
-def from_openim(exc: OpenIMError) -> GatewayError:
-    """The gateway's answer when a call to OpenIM fails where the client cannot act on it."""
-    if isinstance(exc, OpenIMTimeout):
-        return UpstreamTimeout("OpenIM did not answer in time", detail=str(exc))
-    if isinstance(exc, OpenIMUnavailable):
-        return BadUpstream("OpenIM is unreachable", detail=str(exc))
-    return BadUpstream("OpenIM failed", detail=str(exc))
-
-
-def from_store(exc: StoreError) -> GatewayError:
-    return Unavailable("The gateway's store is unavailable", detail=str(exc))
-
-
-async def read_json_object(request: web.Request, *, empty_as_object: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object (``{}`` for an empty one if ``empty_as_object``), or :class:`InvalidJSON`."""
-    raw = await request.read()
-    if empty_as_object and is_blank(raw):
-        return {}
-    return parse_json_object(raw)
-
-
-def is_blank(raw: bytes) -> bool:
-    """No body, or only whitespace: what a route that takes no fields may be sent."""
-    return not raw or raw.isspace()
-
-
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InvalidJSON("The body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidJSON("The body must be a JSON object")
-    return body
-
-
 def envelope_response(status: int, code: int, message: str, detail: str = "") -> web.Response:
     body = orjson.dumps({"errCode": code, "errMsg": message, "errDlt": detail})
     return web.Response(status=status, body=body, content_type="application/json")
-
-
-def error_response(request: web.Request, exc: Exception) -> web.Response:
-    """The envelope answering ``exc``, logged; an ``HTTPException`` below 400 (a redirect) is raised again."""
-    if isinstance(exc, GatewayError):
-        error = exc
-    elif isinstance(exc, StoreError):
-        error = from_store(exc)
-    elif isinstance(exc, OpenIMError):
-        error = from_openim(exc)
-    elif isinstance(exc, web.HTTPException):
-        if exc.status < 400:
-            raise exc
-        code = _CODE_FOR_STATUS.get(exc.status, INTERNAL if exc.status >= 500 else BAD_REQUEST)
-        response = envelope_response(exc.status, code, exc.reason)
-        for name in ("Allow", "Retry-After"):
-            if name in exc.headers:
-                response.headers[name] = exc.headers[name]
-        return response
-    else:
-        # The stack trace goes to the log; the client gets the envelope only.
-        log.error("unhandled error", exc_info=exc)
-        return envelope_response(500, INTERNAL, "Internal Server Error")
-    error.log(request)
-    return error.response()

@@ -24,6 +24,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import (
@@ -38,10 +39,21 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .background import running
-from .upstream import PoolState
 
 # `*_created` series double the exposition for no use in Prometheus' text format.
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class PoolState(Protocol):
+    """What the pool of connections to OpenIM reports at each flush (the pool's own ``PoolState`` has these)."""
+
+    @property
+    def open(self) -> int: ...
+    @property
+    def idle(self) -> int: ...
+    @property
+    def waiting(self) -> int: ...
+
 
 access_log = logging.getLogger("messenger_gw.access")
 

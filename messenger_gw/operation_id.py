@@ -1,7 +1,7 @@
 """The operationID that ties one request together across the gateway, its logs and OpenIM.
 
 A client-supplied ``X-Request-ID`` (or ``operationID``) is kept when it is a
-sane token; otherwise one is minted. The edge (``edge.py``) echoes it back as
+sane token; otherwise one is minted. The edge (``edge/middleware.py``) echoes it back as
 ``X-Request-ID``.
 """
 

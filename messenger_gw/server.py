@@ -27,8 +27,7 @@ from prometheus_client import multiprocess
 
 from . import __version__
 from .app import create_app
-from .edge import EdgeRunner
-from .health import DRAINING
+from .edge import DRAINING, EdgeRunner
 from .metrics import MULTIPROCESS_DIR
 from .sandbox import Sandbox, SandboxConfig, create_sandbox_app, create_sandbox_ws_app
 from .settings import DEV_ADMIN_KEY, DEV_OPENIM_WS_URL, OPENIM_DEFAULT_SECRET, HostPort, Settings

@@ -14,15 +14,15 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from .redis_store import SentinelURL
-
 PREFIX = "MESSENGER_GW_"
+SENTINEL_SUFFIX = "+sentinel"
+SENTINEL_PORT = 26379
 
 OPENIM_DEFAULT_SECRET = "openIM123"  # OpenIM's published default, for dev mode only
 OPENIM_DEFAULT_ADMIN_USER_ID = "imAdmin"
@@ -339,7 +339,7 @@ class Settings:
         yield PREFIX + "INTERNAL_SERVICE_TOKEN", "********" if login.internal_service_token else "(unset: off)"
         yield PREFIX + "IM_TOKEN_MIN_REMAINING", f"{login.im_token_min_remaining:g}"
         yield PREFIX + "PHASE", str(self.phase)
-        yield PREFIX + "ROUTE_TABLE", str(self.route_table) if self.route_table else "(the packaged im_routes.toml)"
+        yield PREFIX + "ROUTE_TABLE", str(self.route_table) if self.route_table else "(the packaged im/routes.toml)"
         yield PREFIX + "MAX_BODY_BYTES", str(self.max_body_bytes)
         yield PREFIX + "CLIENT_WRITE_TIMEOUT", f"{self.client_write_timeout:g}"
         admin = self.admin
@@ -599,3 +599,54 @@ def _choice(*choices: str) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+@dataclasses.dataclass(frozen=True)
+class SentinelURL:
+    """``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/<master name>[/<db>]``.
+
+    The sentinels to ask (port 26379 unless given) and the name they know the master by; the
+    credentials are for the master and the sentinels alike; ``rediss+sentinel://`` speaks TLS
+    to both.
+    """
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelURL:
+        """The parts of a Sentinel URL; a ``ValueError`` that never quotes the password."""
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("redis" + SENTINEL_SUFFIX, "rediss" + SENTINEL_SUFFIX):
+            raise ValueError("a Sentinel URL starts with redis+sentinel:// or rediss+sentinel://")
+        netloc, _, path = rest.partition("/")
+        userinfo, at, hosts = netloc.rpartition("@")
+        username = password = None
+        if at:
+            user, colon, secret = userinfo.partition(":")
+            username, password = unquote(user) or None, unquote(secret) if colon else None
+        sentinels = tuple(_host_and_port(item) for item in hosts.split(","))
+        master, _, db = path.strip("/").partition("/")
+        if not master:
+            raise ValueError("a Sentinel URL names the master after the hosts: .../<master name>[/<db>]")
+        if db and not db.isdigit():
+            raise ValueError(f"the database after the master's name must be a number, not {db!r}")
+        return cls(sentinels, unquote(master), int(db or 0), username, password, scheme.startswith("rediss"))
+
+
+def _host_and_port(item: str) -> tuple[str, int]:
+    host, port = item, ""
+    if item.startswith("["):  # [IPv6]:port
+        host, _, port = item[1:].partition("]")
+        port = port.removeprefix(":")
+    elif ":" in item:
+        host, _, port = item.rpartition(":")
+    if not host:
+        raise ValueError("every sentinel needs a host")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError("a sentinel's port must be a number from 1 to 65535")  # not echoed: it may be a password
+    return host, int(port or SENTINEL_PORT)

@@ -24,13 +24,12 @@ from aiohttp.test_utils import TestServer
 from jwt.warnings import InsecureKeyLengthWarning
 
 from messenger_gw.app import create_app
-from messenger_gw.client import GatewayClient
-from messenger_gw.deadlines import Deadlines
 from messenger_gw.metrics import Metrics
-from messenger_gw.openim import OpenIMClient, new_pool
+from messenger_gw.openim import Deadlines, OpenIMClient, new_pool
+from messenger_gw.openim._transport.pool import UpstreamPool
 from messenger_gw.sandbox import FakeClock, Sandbox, SandboxConfig, create_sandbox_app
+from messenger_gw.sdk import GatewayClient
 from messenger_gw.settings import Settings
-from messenger_gw.upstream import UpstreamPool
 
 LOOPBACK = "127.0.0.1"
 

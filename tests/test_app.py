@@ -11,13 +11,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from messenger_gw.app import create_app
-from messenger_gw.health import DRAINING
-from messenger_gw.memory_store import MemoryStore
+from messenger_gw.edge import DRAINING
 from messenger_gw.sandbox import Sandbox
 from messenger_gw.settings import Settings
-from messenger_gw.store import STORE
-
-from .conftest import LOOPBACK, RedisProcess, base_url, free_port, gateway_settings
+from messenger_gw.store import STORE, MemoryStore
+from tests.conftest import LOOPBACK, RedisProcess, base_url, free_port, gateway_settings
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]

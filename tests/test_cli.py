@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from .conftest import LOOPBACK, free_port
+from tests.conftest import LOOPBACK, free_port
 
 COMMAND = [sys.executable, "-m", "messenger_gw"]
 PRODUCTION = {

@@ -19,9 +19,8 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from messenger_gw.handshake import public_key_text
-
-from .conftest import LOOPBACK, Gateway, StartGateway, base_url, free_port
+from messenger_gw.auth import public_key_text
+from tests.conftest import LOOPBACK, Gateway, StartGateway, base_url, free_port
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 

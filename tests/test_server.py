@@ -17,12 +17,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from messenger_gw.app import create_app
-from messenger_gw.health import DRAINING
+from messenger_gw.edge import DRAINING
 from messenger_gw.metrics import FLUSH_INTERVAL
 from messenger_gw.server import serving
 from messenger_gw.settings import HostPort
-
-from .conftest import LOOPBACK, RedisProcess, base_url, free_port, gateway_settings
+from tests.conftest import LOOPBACK, RedisProcess, base_url, free_port, gateway_settings
 
 
 async def test_shutdown_finishes_in_flight_requests_and_refuses_new_ones(
@@ -124,8 +123,8 @@ async def test_malformed_http_gets_the_envelope_and_a_warning_that_quote_nothing
     assert reply["errCode"] == code
     assert MARK not in answer
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    records = [r for r in caplog.records if r.name.startswith("aiohttp") or r.name == "messenger_gw.edge"]
-    assert [(r.name, r.levelno) for r in records] == [("messenger_gw.edge", logging.WARNING)]
+    records = [r for r in caplog.records if r.name.startswith("aiohttp") or r.name == "messenger_gw.edge.middleware"]
+    assert [(r.name, r.levelno) for r in records] == [("messenger_gw.edge.middleware", logging.WARNING)]
     [record] = records
     assert record.exc_info is None
     assert MARK.decode() not in record.getMessage()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from messenger_gw.redis_store import SentinelURL
-from messenger_gw.settings import ConfigError, HostPort, Secret, Settings
+from messenger_gw.settings import ConfigError, HostPort, Secret, SentinelURL, Settings
 
 PRODUCTION = {
     "MESSENGER_GW_REDIS_URL": "redis://:hunter2@redis:6379/0",

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from messenger_gw.client import GatewayClient
+from messenger_gw.sdk import GatewayClient
 from tests.conftest import GOOD_CODE, Gateway, StartGateway
 
 # Each property drives one gateway (or pool) started for its test, not one per example: starting a

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from hypothesis import strategies as st
 
-from messenger_gw.route_policy import FieldPath
+from messenger_gw.im.route_policy import FieldPath
 
 CALLER = "alice"
 PLATFORM = 5

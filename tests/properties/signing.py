@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 from yarl import URL
 
-from messenger_gw.client import GatewayClient
+from messenger_gw.sdk import GatewayClient
 
 ROUTE = "/im/user/get_users_info"
 OPTIONAL_COMPONENTS = ("@authority", "@scheme", "@target-uri", "@request-target", "content-type", "x-app-version")

@@ -15,12 +15,11 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from messenger_gw.app import create_app
-from messenger_gw.client import GatewayClient
 from messenger_gw.openim import OPENIM
+from messenger_gw.sdk import GatewayClient
 from tests.conftest import GOOD_CODE, LOOPBACK, RedisProcess, base_url, gateway_settings
-from tests.test_upstream import RawServer
-
-from .test_upstream_properties import answers, damaged
+from tests.openim.transport.test_pool import RawServer
+from tests.properties.test_upstream_properties import answers, damaged
 
 ROUTE = "/msg/get_server_time"
 

@@ -13,12 +13,20 @@ from aiohttp import web
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from messenger_gw.client import GatewayClient
-from messenger_gw.route_policy import FieldPath, Route, RouteTable
+from messenger_gw.im.route_policy import FieldPath, Route, RouteTable
 from messenger_gw.sandbox import Sandbox
+from messenger_gw.sdk import GatewayClient
 from tests.conftest import Recorder
-
-from .route_bodies import CALLER, PLATFORM, GoObject, bodies, go_decode, go_present, go_values, values_for
+from tests.properties.route_bodies import (
+    CALLER,
+    PLATFORM,
+    GoObject,
+    bodies,
+    go_decode,
+    go_present,
+    go_values,
+    values_for,
+)
 
 TABLE = RouteTable.load()
 ROUTES = {route.path: route for route in TABLE}
@@ -180,7 +188,7 @@ def peers(conversation_id: str) -> set[str]:
 
 
 def may_read(conversation_id: str, member_of: set[str], users: set[str]) -> bool:
-    """The contract's rule (openim-route-surface.md), read here independently of conversation_access.py."""
+    """The contract's rule (openim-route-surface.md), read here independently of im/conversation_access.py."""
     prefix, _, rest = conversation_id.partition("_")
     if prefix == "n":
         return may_read(rest, member_of, users)

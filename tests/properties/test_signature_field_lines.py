@@ -8,10 +8,9 @@ import aiohttp
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from messenger_gw.client import GatewayClient
+from messenger_gw.sdk import GatewayClient
 from tests.conftest import Recorder
-
-from .signing import (
+from tests.properties.signing import (
     APP_VERSION,
     BODY,
     QUERY,

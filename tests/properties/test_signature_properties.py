@@ -13,11 +13,10 @@ import http_sf
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from messenger_gw.client import GatewayClient
-from messenger_gw.signatures import content_digest
+from messenger_gw.auth.signatures import content_digest
+from messenger_gw.sdk import GatewayClient
 from tests.conftest import Recorder
-
-from .signing import (
+from tests.properties.signing import (
     APP_VERSION,
     BODY,
     QUERY,

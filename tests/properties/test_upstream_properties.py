@@ -15,8 +15,8 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from messenger_gw.upstream import UpstreamError, UpstreamPool
-from tests.test_upstream import HEADERS, RawServer, read_request
+from messenger_gw.openim._transport.pool import UpstreamError, UpstreamPool
+from tests.openim.transport.test_pool import HEADERS, RawServer, read_request
 
 FOLLOW_UP = b'{"errCode":0,"errMsg":"","errDlt":"","data":{"followUp":true}}'
 TOKEN = st.from_regex(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,20}", fullmatch=True)

@@ -14,9 +14,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Gateway, RedisProcess, StartGateway
-
-from .test_webhook_properties import MAX_BODY, SECRET, deliver, stream
-from .webhook_bodies import BEFORE, Delivery, deliveries
+from tests.properties.test_webhook_properties import MAX_BODY, SECRET, deliver, stream
+from tests.properties.webhook_bodies import BEFORE, Delivery, deliveries
 
 # An eighth of the profile's examples: every command is a test of its own.
 PER_COMMAND = settings(max_examples=max(5, settings().max_examples // 8))

@@ -15,10 +15,9 @@ from hypothesis import strategies as st
 
 from messenger_gw.keys import WEBHOOK_STREAM
 from messenger_gw.store import StreamEntry
-from messenger_gw.webhook_consumer import WEBHOOK_CONSUMER
+from messenger_gw.webhooks import WEBHOOK_CONSUMER
 from tests.conftest import Gateway, RedisProcess, StartGateway
-
-from .webhook_bodies import BEFORE, TEMPLATES, Delivery, deliveries
+from tests.properties.webhook_bodies import BEFORE, TEMPLATES, Delivery, deliveries
 
 SECRET = "property-hook-secret-0123"
 MAX_BODY = 4096

@@ -1,0 +1,14 @@
+"""The edge: the middleware every request passes (operationID, metrics and the access line, the error envelope),
+the client address, the probes and the JSON body helpers.
+"""
+
+from .client_address import client_ip, forwarded_for, within
+from .health import DRAINING, healthz, readyz
+from .middleware import EdgeRunner, edge_middleware
+
+__all__ = ["DRAINING", "EdgeRunner", "client_ip", "edge_middleware", "forwarded_for", "healthz", "readyz", "within"]
+
+from .envelope import error_response
+from .json_body import is_blank, parse_json_object, read_json_object
+
+__all__ += ["error_response", "is_blank", "parse_json_object", "read_json_object"]

@@ -1,0 +1,313 @@
+"""``/im/*``: the reverse proxy to OpenIM's REST API.
+
+The edge (``edge/middleware.py``: operationID, metrics and the access line, the error
+envelope) runs first; then the /im chain, one concern per step, in the
+order of DESIGN section 2:
+
+authenticate -> check_ban -> apply_route_policy -> resolve_im_token -> recover_token_errors -> forward
+
+:func:`proxy` awaits the steps one after another instead of nesting them as
+middlewares: a step that is done leaves no frame behind, so the waits of the
+later ones (the upstream) resume through a short await chain. Each step
+refuses by raising; the edge turns that into the envelope.
+
+Every request body is read in full (its digest is signed, and the route
+policy inspects it) within ``MAX_BODY_BYTES``. Answers are read up to
+``PEEK_BYTES``: a whole envelope is inspected (token errors trigger
+recovery, other errors lose OpenIM's internals), a larger answer, which
+cannot be an error envelope, is streamed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from messenger_gw import errors
+from messenger_gw.auth import AUTHENTICATOR, Caller
+from messenger_gw.edge import forwarded_for, is_blank, parse_json_object
+from messenger_gw.metrics import METRICS, ROUTE_LABEL
+from messenger_gw.moderation import BANS
+from messenger_gw.openim import (
+    ADMIN_TOKENS,
+    IM_TOKENS,
+    OPENIM,
+    Answer,
+    Exchange,
+    OpenIMAPIError,
+    OpenIMProtocolError,
+    TokenError,
+    read_envelope,
+)
+from messenger_gw.operation_id import OPERATION_ID
+from messenger_gw.settings import SETTINGS, Network
+from messenger_gw.store import StoreError
+
+from .conversation_access import CONVERSATION_ACCESS
+from .route_policy import ROUTE_TABLE, NotAParty, Route, RouteNotFound
+
+log = logging.getLogger(__name__)
+
+PEEK_BYTES = 64 * 1024
+COMPRESS_FROM_BYTES = 1024
+UNLISTED_LABEL = "/im/{unlisted}"
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate",
+     "proxy-authorization", "proxy-connection"}
+)  # fmt: skip
+CLIENT_CREDENTIALS = frozenset(
+    {"authorization", "cookie", "signature", "signature-input", "content-digest", "token", "operationid",
+     "x-request-id", "x-platform-id"}
+)  # fmt: skip
+# Set by the gateway itself, or meaningless once the body may have been rewritten.
+REPLACED = frozenset(
+    {"host", "content-length", "content-type", "accept-encoding", "x-forwarded-for", "x-forwarded-proto",
+     "x-forwarded-host", "x-real-ip", "forwarded"}
+)  # fmt: skip
+NOT_FORWARDED = HOP_BY_HOP | CLIENT_CREDENTIALS | REPLACED
+CHANGED_GROUPS: web.RequestKey[set[str]] = web.RequestKey("changed_groups", set)
+
+
+class TokenRejected(errors.GatewayError):
+    """OpenIM refused the caller's token even after a fresh one: log in again. Keeps OpenIM's code."""
+
+    status = 401
+
+    def __init__(self, error: OpenIMAPIError) -> None:
+        super().__init__(error.msg, detail="OpenIM refused a fresh token too")
+        self.code = error.errcode
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/im/{path:.*}", proxy)
+
+
+async def proxy(request: web.Request) -> web.StreamResponse:
+    """The /im chain: each step one concern, awaited in DESIGN section 2's order; any step may refuse."""
+    caller = await authenticate(request)
+    await check_ban(request, caller)
+    route, body = await apply_route_policy(request, caller)
+    try:
+        return await recover_token_errors(request, caller, route, body)
+    finally:
+        # Whatever OpenIM answered (a timeout may still have changed the group), before the client hears.
+        if CHANGED_GROUPS in request:
+            await forget_changed_groups(request)
+
+
+# -- the chain ----------------------------------------------------------------------------------
+
+
+async def authenticate(request: web.Request) -> Caller:
+    authenticator = request.app[AUTHENTICATOR]
+    caller = await authenticator.authenticate(request)
+    if caller.user_id is None:
+        raise authenticator.rejected("not_logged_in")
+    return caller
+
+
+async def check_ban(request: web.Request, caller: Caller) -> None:
+    assert caller.user_id is not None
+    await request.app[BANS].check(caller.user_id)
+
+
+async def apply_route_policy(request: web.Request, caller: Caller) -> tuple[Route, bytes]:
+    """The live route for the path, and the body to forward (its bound fields checked or filled in)."""
+    config = request.app
+    path = "/" + request.match_info["path"]
+    route = config[ROUTE_TABLE].live(path, config[SETTINGS].phase)
+    if route is None:
+        request[ROUTE_LABEL] = UNLISTED_LABEL
+        raise RouteNotFound("No such route", detail=f"{path} is not in the route table for this phase")
+    request[ROUTE_LABEL] = route.label
+    assert caller.user_id is not None
+    raw = await request.read()
+    empty = is_blank(raw)
+    body = {} if empty else parse_json_object(raw)
+    route.apply(body, caller.user_id, caller.platform_id)
+    if route.conversations or route.groups:
+        access, operation_id = config[CONVERSATION_ACCESS], request[OPERATION_ID]
+        for conversation_id in route.named_conversations(body):
+            if not await access.may_read(caller.user_id, conversation_id, operation_id):
+                raise NotAParty(f"Not a party to conversation {conversation_id}")
+        for group_id in route.named_groups(body):
+            if not await access.is_member(caller.user_id, group_id, operation_id):
+                raise NotAParty(f"Not a member of group {group_id}")
+    if route.changes_members:
+        request[CHANGED_GROUPS] = route.changed_groups(body)
+    return route, orjson.dumps(body) if empty or route.reads_body else raw
+
+
+async def forget_changed_groups(request: web.Request) -> None:
+    """The request may have changed who is in these groups: no replica may go on by what it remembered."""
+    groups: set[str] = request[CHANGED_GROUPS]
+    try:
+        await request.app[CONVERSATION_ACCESS].forget_groups(groups)
+    except StoreError as exc:
+        # The write happened and is answered. Forgotten here already; elsewhere the answers expire
+        # within MEMBERSHIP_TTL, or go when a replica that lost the store with us resubscribes.
+        log.warning("group membership change not published to the other replicas: %s", exc)
+
+
+async def resolve_im_token(request: web.Request, caller: Caller, route: Route) -> str:
+    config = request.app
+    if route.token_mode == "admin":
+        return await config[ADMIN_TOKENS].get()
+    assert caller.user_id is not None
+    token = await config[IM_TOKENS].resolve(caller.user_id, caller.platform_id, operation_id=request[OPERATION_ID])
+    return token.token
+
+
+async def recover_token_errors(request: web.Request, caller: Caller, route: Route, body: bytes) -> web.StreamResponse:
+    """Forward with the resolved token; on 1501-1507: drop it everywhere, get a new one once, replay once;
+    then 401 with OpenIM's code."""
+    token = await resolve_im_token(request, caller, route)
+    try:
+        return await forward(request, caller, route, body, token)
+    except TokenError as first:
+        config = request.app
+        log.info("OpenIM refused the %s token (errCode %d); replacing it", route.token_mode, first.errcode)
+        if route.token_mode == "admin":
+            config[ADMIN_TOKENS].invalidate(token)
+            token = await config[ADMIN_TOKENS].get()
+        else:
+            assert caller.user_id is not None
+            fresh = await config[IM_TOKENS].replace(
+                caller.user_id, caller.platform_id, token, operation_id=request[OPERATION_ID]
+            )
+            token = fresh.token
+    metrics = request.app[METRICS]
+    try:
+        response = await forward(request, caller, route, body, token)
+    except TokenError as second:
+        metrics.im_token_recoveries.labels("failed").inc()
+        raise TokenRejected(second) from None
+    metrics.im_token_recoveries.labels("recovered").inc()
+    return response
+
+
+# -- forwarding -----------------------------------------------------------------------------------
+
+
+async def forward(request: web.Request, caller: Caller, route: Route, body: bytes, token: str) -> web.StreamResponse:
+    if route.answer == "self_user_info":
+        return await _self_user_info(request, caller, token)
+    headers = _upstream_headers(request, token, request.app[SETTINGS].trusted_proxies)
+    query = request.raw_path.partition("?")[2]
+    exchange = request.app[OPENIM].exchange(route.path, body, headers, query=query)
+    async with exchange as answer:
+        return await _relay(request, route, answer, exchange)
+
+
+def _upstream_headers(request: web.Request, token: str, trusted: Sequence[Network]) -> list[tuple[str, str]]:
+    dropped = NOT_FORWARDED
+    if "Connection" in request.headers:  # and the fields it names, hop-by-hop too
+        named = {name.strip().lower() for value in request.headers.getall("Connection") for name in value.split(",")}
+        dropped = dropped | named
+    # The pool writes these pairs as they are: no mapping is built only to be read once.
+    headers = [
+        (name, value)
+        for name, value in request.headers.items()
+        if (lower := name.lower()) not in dropped and not lower.startswith("proxy-")
+    ]
+    # All in NOT_FORWARDED, so none is there yet: added, not replaced.
+    headers += [
+        ("token", token),
+        ("operationID", request[OPERATION_ID]),
+        ("Content-Type", "application/json"),
+        ("X-Forwarded-For", forwarded_for(request, trusted)),
+        ("X-Forwarded-Proto", request.scheme),
+    ]
+    return headers
+
+
+async def _relay(request: web.Request, route: Route, answer: Answer, exchange: Exchange) -> web.StreamResponse:
+    # OpenIM answers its envelope with 200, or 400 for some bad JSON.
+    if answer.status not in (200, 400):
+        raise OpenIMProtocolError(f"OpenIM answered HTTP {answer.status}")
+    head = b""  # usually one read: then no copy at all
+    while len(head) <= PEEK_BYTES and not answer.at_eof():
+        head += await exchange.read(PEEK_BYTES + 1 - len(head))
+    if not answer.at_eof():
+        if answer.status != 200:  # too large to be an error envelope, and not one to pass on unread
+            raise OpenIMProtocolError(f"OpenIM answered HTTP {answer.status} with a large body")
+        return await _stream(request, answer, head, exchange)
+    envelope = read_envelope(answer.status, head)
+    code = envelope["errCode"]
+    if code != 0:
+        error = OpenIMAPIError.from_envelope(code, str(envelope.get("errMsg", "")), "")
+        if isinstance(error, TokenError):  # recover_token_errors replaces the token and replays
+            raise error
+        request.app[METRICS].openim_failed(route.path, "errcode", code)
+        return _json_response(request, answer.status, orjson.dumps(_scrubbed(envelope)))
+    return _json_response(request, answer.status, head)
+
+
+def _scrubbed(envelope: dict[str, Any]) -> dict[str, Any]:
+    """OpenIM's error for the client, without internals: stack traces, quoted tokens, long details."""
+    msg, detail = str(envelope.get("errMsg", "")), str(envelope.get("errDlt", ""))
+    return {
+        "errCode": envelope["errCode"],
+        "errMsg": msg.splitlines()[0][:200] if msg else "",
+        "errDlt": detail if len(detail) <= 200 and "\n" not in detail and "token" not in detail.lower() else "",
+    }
+
+
+def _json_response(request: web.Request, status: int, body: bytes) -> web.Response:
+    response = web.Response(status=status, body=body, content_type="application/json")
+    if len(body) >= COMPRESS_FROM_BYTES:
+        response.enable_compression()
+    return response
+
+
+async def _stream(request: web.Request, answer: Answer, head: bytes, exchange: Exchange) -> web.StreamResponse:
+    """Pass a large answer on at the client's pace: OpenIM's deadlines count only the waits in
+    ``exchange.read``, and each write to the client has ``CLIENT_WRITE_TIMEOUT`` of its own."""
+    response = web.StreamResponse(status=answer.status)
+    response.content_type = "application/json"
+    response.enable_compression()
+    await response.prepare(request)
+    timeout = request.app[SETTINGS].client_write_timeout
+    chunk = head
+    try:
+        while chunk:
+            async with asyncio.timeout(timeout):
+                await response.write(chunk)
+            chunk = await exchange.read(PEEK_BYTES)
+        async with asyncio.timeout(timeout):
+            await response.write_eof()
+    except (TimeoutError, ConnectionError) as exc:  # the writes': OpenIM's deadline ends a read by cancelling it
+        slow = isinstance(exc, TimeoutError)
+        log.info("the client %s a streamed answer: cut off", "was too slow to take" if slow else "went away during")
+        _cut_off(request)
+    except BaseException:
+        _cut_off(request)  # OpenIM failed midway: its failure is counted, and the client must not take part for all
+        raise
+    return response
+
+
+def _cut_off(request: web.Request) -> None:
+    """End the client's connection: after the status line, no envelope can follow, and an answer cut
+    short must not look complete."""
+    if request.transport is not None:
+        request.transport.abort()
+
+
+async def _self_user_info(request: web.Request, caller: Caller, token: str) -> web.StreamResponse:
+    data = await request.app[OPENIM].call(
+        "/user/get_users_info",
+        {"userIDs": [caller.user_id]},
+        operation_id=request[OPERATION_ID],
+        token=token,
+    )
+    infos = data.get("usersInfo") if isinstance(data, dict) else None
+    if not infos:
+        raise RouteNotFound("The caller is not registered in OpenIM")
+    body = orjson.dumps({"errCode": 0, "errMsg": "", "errDlt": "", "data": infos[0]})
+    return _json_response(request, 200, body)

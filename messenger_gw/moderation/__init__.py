@@ -1,0 +1,9 @@
+"""Moderation rules shared by /im, the admin API, the webhooks and the WebSocket guard: bans, word rules, rate
+limits.
+"""
+
+from .bans import BANS, Ban, Bans
+from .rate_limit import RateLimit
+from .word_rules import WordRules
+
+__all__ = ["BANS", "Ban", "Bans", "RateLimit", "WordRules"]
