@@ -29,11 +29,13 @@ from .admin import (
 from .auth import (
     AUTHENTICATOR,
     IDENTITY_VERIFIER,
+    IM_TOKEN_VERIFIER,
     PROVISIONER,
     SESSIONS,
     Authenticator,
     DevOTPVerifier,
     IdentityVerifier,
+    ImTokenVerifier,
     JWTVerifier,
     Provisioner,
     Sessions,
@@ -136,11 +138,13 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
     """Client authentication, bans, imTokens and login."""
     settings, store, metrics = app[SETTINGS], app[STORE], app[METRICS]
     app[SESSIONS] = sessions = Sessions(store, app[INVALIDATION], ttl=settings.session_ttl)
+    app[BANS] = bans = Bans(store, app[INVALIDATION])
+    app[IM_TOKENS] = im_tokens = ImTokens(store, app[OPENIM], app[ADMIN_TOKENS], app[INVALIDATION])
+    # For the WebSocket guard's upgrades as for /im: a token string in, a caller or a refusal out.
+    app[IM_TOKEN_VERIFIER] = ImTokenVerifier(settings.openim_secret, im_tokens, bans)
     app[AUTHENTICATOR] = Authenticator(
         sessions, JWTVerifier(settings.jwt) if settings.jwt.enabled else None, metrics=metrics
     )
-    app[BANS] = bans = Bans(store, app[INVALIDATION])
-    app[IM_TOKENS] = im_tokens = ImTokens(store, app[OPENIM], app[ADMIN_TOKENS], app[INVALIDATION])
     app[PROVISIONER] = Provisioner(
         bans, im_tokens, ws_url=settings.openim_ws_url, min_remaining=settings.login.im_token_min_remaining
     )

@@ -6,37 +6,17 @@ reason goes to the log and to ``messenger_gw_auth_failures_total{reason}``.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Literal
 
 from aiohttp import web
 
-from messenger_gw import errors
 from messenger_gw.metrics import Metrics
 
 from . import signatures
+from .caller import Caller, Unauthenticated
 from .jwt_bearer import JWTRejected, JWTVerifier
 from .sessions import Session, Sessions
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Caller:
-    user_id: str | None  # None until the session's user logs in
-    platform_id: int
-    via: Literal["signature", "jwt"]
-    session: Session | None = None
-    jwt_id: str | None = None
-
-
-class Unauthenticated(errors.GatewayError):
-    status = 401
-    code = errors.UNAUTHENTICATED
-
-    def __init__(self, reason: str) -> None:
-        super().__init__("Authentication failed", detail=reason)
-        self.reason = reason
 
 
 class Authenticator:

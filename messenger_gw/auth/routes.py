@@ -21,7 +21,8 @@ from messenger_gw.moderation import RateLimit
 from messenger_gw.operation_id import OPERATION_ID
 from messenger_gw.settings import SETTINGS
 
-from .authenticator import AUTHENTICATOR, Caller
+from .authenticator import AUTHENTICATOR
+from .caller import Caller
 from .handshake import InvalidPublicKey, decode_public_key
 from .identity import IDENTITY_VERIFIER, valid_user_id
 from .provisioning import PROVISIONER, Provisioned

@@ -66,14 +66,22 @@ class ImTokens:
 
     async def resolve(self, user_id: str, platform_id: int, *, operation_id: str) -> StoredToken:
         """The token to call OpenIM with for (user, platform): cached, stored, or minted once."""
+        token = await self.current(user_id, platform_id)
+        if token is None:
+            token = await self.mint(user_id, platform_id, nickname=user_id, operation_id=operation_id)
+            self._remember(user_id, platform_id, token)
+        return token
+
+    async def current(self, user_id: str, platform_id: int) -> StoredToken | None:
+        """The unexpired token stored for (user, platform), from this process's cache when it holds one;
+        None when none is stored. Never mints: what an imToken a client presents is compared with."""
         by_platform = self._cache.get(user_id)
         token = by_platform.get(platform_id) if by_platform is not None else None
         if token is not None and token.expires_at > self._clock():
             return token
         token = await self.stored(user_id, platform_id)
-        if token is None:
-            token = await self.mint(user_id, platform_id, nickname=user_id, operation_id=operation_id)
-        self._remember(user_id, platform_id, token)
+        if token is not None:
+            self._remember(user_id, platform_id, token)
         return token
 
     async def replace(self, user_id: str, platform_id: int, failed: str, *, operation_id: str) -> StoredToken:
