@@ -6,10 +6,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest fuzz system-packages node-packages bench clean
+.PHONY: run test lint typecheck pytest fuzz system-packages node-packages js-client bench clean
 
 # The official OpenIM JavaScript SDK the scenario tests drive: a test dependency only (GPL-3.0).
 SDK_TESTS := tests/openim-sdk
+# The JavaScript client (TypeScript, built with tsc into dist/).
+JS_CLIENT := clients/js
 
 run: $(VENV)/.installed
 	$(BIN)/messenger-gw dev
@@ -33,13 +35,21 @@ fuzz: $(VENV)/.installed-dev system-packages
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/properties
 
 system-packages:
-	scripts/ensure-system-packages redis-server:redis-server nginx:nginx node:nodejs npm:npm
+	scripts/ensure-system-packages redis-server:redis-server nginx:nginx node:nodejs npm:npm chromium:chromium
 
-node-packages: $(SDK_TESTS)/node_modules/.package-lock.json
+node-packages: $(SDK_TESTS)/node_modules/.package-lock.json js-client
 
 # npm ci again whenever the lock file changes (npm writes node_modules/.package-lock.json).
 $(SDK_TESTS)/node_modules/.package-lock.json: $(SDK_TESTS)/package-lock.json | system-packages
 	cd $(SDK_TESTS) && npm ci --no-audit --no-fund
+
+js-client: $(JS_CLIENT)/dist/index.js
+
+$(JS_CLIENT)/node_modules/.package-lock.json: $(JS_CLIENT)/package-lock.json | system-packages
+	cd $(JS_CLIENT) && npm ci --no-audit --no-fund
+
+$(JS_CLIENT)/dist/index.js: $(JS_CLIENT)/node_modules/.package-lock.json $(JS_CLIENT)/tsconfig.json $(wildcard $(JS_CLIENT)/src/*.ts)
+	cd $(JS_CLIENT) && npm run --silent build
 
 # Throughput and latency of the /im chain against a bare proxy, on loopback (see docs/performance.md).
 bench: $(VENV)/.installed-dev
@@ -59,4 +69,5 @@ $(VENV)/.installed-dev: $(BIN)/python setup.cfg pyproject.toml
 	touch $@ $(VENV)/.installed
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis $(SDK_TESTS)/node_modules
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis $(SDK_TESTS)/node_modules \
+		$(JS_CLIENT)/node_modules $(JS_CLIENT)/dist

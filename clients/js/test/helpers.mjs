@@ -1,0 +1,85 @@
+// Shared by the tests: `messenger-gw dev` on free loopback ports, and the Python client beside it.
+import { spawn, execFile } from "node:child_process";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+// The gateway's source: the checkout holding this package, unless MESSENGER_GW_CHECKOUT names another.
+const checkout = process.env.MESSENGER_GW_CHECKOUT ?? fileURLToPath(new URL("../../../", import.meta.url));
+// pytest passes the interpreter it runs under; by hand, the checkout's venv (`make test` makes it).
+export const python =
+  process.env.MESSENGER_GW_PYTHON ?? fileURLToPath(new URL("../../../.venv/bin/python", import.meta.url));
+
+/** A loopback port free a moment ago (the gateway's own addresses, such as apiAddr, name its port). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A dev-mode gateway with its embedded sandbox on free loopback ports; `stop()` ends it. */
+export async function startDevGateway(env = {}) {
+  const [port, sandboxPort, wsPort] = [await freePort(), await freePort(), await freePort()];
+  const child = spawn(python, ["-m", "messenger_gw", "dev"], {
+    cwd: checkout,
+    env: {
+      // Only this test's settings: none inherited from whoever runs it.
+      ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("MESSENGER_GW_"))),
+      MESSENGER_GW_LISTEN: `127.0.0.1:${port}`,
+      MESSENGER_GW_DEV_SANDBOX_LISTEN: `127.0.0.1:${sandboxPort}`,
+      MESSENGER_GW_DEV_SANDBOX_WS_LISTEN: `127.0.0.1:${wsPort}`,
+      MESSENGER_GW_LOG_LEVEL: "warning",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true, // its own process group, ended whole by stop()
+  });
+  let output = "";
+  const banner = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`messenger-gw dev did not start in 20 s:\n${output}`)), 20_000);
+    const read = (chunk) => {
+      output += chunk;
+      const gateway = /^\s+gateway\s+(\S+)$/m.exec(output);
+      const sandbox = /^\s+OpenIM sandbox\s+(\S+)$/m.exec(output);
+      const msgGateway = /^\s+msg-gateway\s+(\S+)$/m.exec(output);
+      if (gateway && sandbox && msgGateway) {
+        clearTimeout(timer);
+        resolve({ url: gateway[1], sandboxURL: sandbox[1], msgGatewayURL: msgGateway[1] });
+      }
+    };
+    child.stdout.setEncoding("utf8").on("data", read);
+    child.stderr.setEncoding("utf8").on("data", read);
+    child.on("exit", (code) => reject(new Error(`messenger-gw dev exited with ${code}:\n${output}`)));
+  });
+  const exited = new Promise((resolve) => child.on("exit", resolve));
+  return {
+    ...banner,
+    async stop() {
+      try {
+        process.kill(-child.pid, "SIGTERM");
+      } catch {
+        return; // gone already
+      }
+      const timer = setTimeout(() => process.kill(-child.pid, "SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+const run = promisify(execFile);
+
+/** Runs Python code in the checkout's environment with `input` as JSON on argv; answers its JSON output. */
+export async function pythonJSON(code, input) {
+  const { stdout } = await run(python, ["-c", code, JSON.stringify(input)], { cwd: checkout, timeout: 20_000 });
+  return JSON.parse(stdout);
+}
+
+/** The dev admin API key (settings.DEV_ADMIN_KEY), for the ban tests. */
+export const DEV_ADMIN_KEY = "dev-admin-key";
+export const DEV_OTP_CODE = "000000";
