@@ -141,9 +141,12 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
     app[BANS] = bans = Bans(store, app[INVALIDATION])
     app[IM_TOKENS] = im_tokens = ImTokens(store, app[OPENIM], app[ADMIN_TOKENS], app[INVALIDATION])
     # For the WebSocket guard's upgrades as for /im: a token string in, a caller or a refusal out.
-    app[IM_TOKEN_VERIFIER] = ImTokenVerifier(settings.openim_secret, im_tokens, bans)
+    app[IM_TOKEN_VERIFIER] = im_token_verifier = ImTokenVerifier(settings.openim_secret, im_tokens, bans)
     app[AUTHENTICATOR] = Authenticator(
-        sessions, JWTVerifier(settings.jwt) if settings.jwt.enabled else None, metrics=metrics
+        sessions,
+        JWTVerifier(settings.jwt) if settings.jwt.enabled else None,
+        im_token_verifier if settings.im_token_auth else None,  # off: /im refuses imTokens
+        metrics=metrics,
     )
     app[PROVISIONER] = Provisioner(
         bans, im_tokens, ws_url=settings.openim_ws_url, min_remaining=settings.login.im_token_min_remaining

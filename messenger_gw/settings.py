@@ -179,6 +179,7 @@ class Settings:
     handshake_rate_limit: int
     trusted_proxies: tuple[Network, ...]
     jwt: JWTSettings
+    im_token_auth: bool  # clients of the OpenIM SDK may authenticate /im with `token: <imToken>`
     login: LoginSettings
     phase: int
     route_table: Path | None  # None: the table shipped in the package
@@ -246,6 +247,7 @@ class Settings:
                 leeway=env.read("JWT_LEEWAY", _seconds(0, 300), default="30"),
                 platform_claim=env.read_optional("JWT_PLATFORM_CLAIM", str, required_because=None),
             ),
+            im_token_auth=env.read("IM_TOKEN_AUTH", _choice("on", "off"), default="on") == "on",
             login=LoginSettings(
                 user_service_url=env.read_optional(
                     "USER_SERVICE_URL",
@@ -330,6 +332,7 @@ class Settings:
         yield PREFIX + "JWT_AUDIENCE", jwt.audience or "(not checked)"
         yield PREFIX + "JWT_LEEWAY", f"{jwt.leeway:g}"
         yield PREFIX + "JWT_PLATFORM_CLAIM", jwt.platform_claim or "(unset: X-Platform-ID header)"
+        yield PREFIX + "IM_TOKEN_AUTH", "on" if self.im_token_auth else "off"
         login = self.login
         yield PREFIX + "USER_SERVICE_URL", login.user_service_url or "(unset)"
         yield PREFIX + "USER_SERVICE_TOKEN", "********" if login.user_service_token else "(unset)"

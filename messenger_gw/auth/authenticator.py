@@ -1,7 +1,10 @@
-"""Who is calling: a request signed with a session key (RFC 9421), or a JWT bearer.
+"""Who is calling: a request signed with a session key (RFC 9421), a JWT bearer, or (on /im) an OpenIM SDK
+client's imToken.
 
-A rejection is a generic 401 with errCode 40100 for the client; the precise
-reason goes to the log and to ``messenger_gw_auth_failures_total{reason}``.
+A rejection is a generic 401 with errCode 40100 for the client (a banned imToken caller's is 403 / 40301, as a
+banned caller's is on every path); the precise reason goes to the log and to
+``messenger_gw_auth_failures_total{reason}``. A request that presents an imToken is marked for the error
+envelope to answer as OpenIM does (HTTP 200), refusals included.
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from aiohttp import web
 
+from messenger_gw.edge import answer_as_openim
 from messenger_gw.metrics import Metrics
+from messenger_gw.moderation import Banned
 
 from . import signatures
 from .caller import Caller, Unauthenticated
+from .im_token import ImTokenRejected, ImTokenVerifier
 from .jwt_bearer import JWTRejected, JWTVerifier
 from .sessions import Session, Sessions
 
@@ -24,16 +30,21 @@ class Authenticator:
         self,
         sessions: Sessions,
         jwt_verifier: JWTVerifier | None,
+        im_token_verifier: ImTokenVerifier | None = None,  # None: IM_TOKEN_AUTH is off
         *,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._sessions = sessions
         self.jwt_verifier = jwt_verifier  # the admin API verifies admin JWTs with the same keys
+        self._im_token_verifier = im_token_verifier
         self._metrics = metrics
         self._clock = clock
 
-    async def authenticate(self, request: web.Request, *, allow_jwt: bool = True) -> Caller:
+    async def authenticate(
+        self, request: web.Request, *, allow_jwt: bool = True, allow_im_token: bool = False
+    ) -> Caller:
+        """The caller: a signature first, then a JWT bearer, then (where allowed) the ``token`` header."""
         try:
             headers = request.headers
             if "Signature-Input" in headers or "Signature" in headers:
@@ -43,6 +54,8 @@ class Authenticator:
                 if self.jwt_verifier is None or not allow_jwt:
                     raise Unauthenticated("jwt_disabled")
                 return self._bearer(token, headers.get("X-Platform-ID"))
+            if allow_im_token and (im_token := headers.get("token")) is not None:
+                return await self._im_token(request, im_token)
             raise Unauthenticated("missing_credentials")
         except Unauthenticated as exc:
             self._metrics.auth_failures.labels(exc.reason).inc()
@@ -79,6 +92,18 @@ class Authenticator:
             if session is not None:
                 return candidate, session
         raise signatures.SignatureRejected("unknown_session")
+
+    async def _im_token(self, request: web.Request, token: str) -> Caller:
+        if self._im_token_verifier is None:
+            raise Unauthenticated("im_token_disabled")
+        answer_as_openim(request)  # from here on, whatever the answer: an SDK reads no errCode off a 401
+        try:
+            return await self._im_token_verifier.verify(token)
+        except ImTokenRejected as exc:
+            if exc.reason == "im_token_banned" and exc.user_id is not None:
+                self._metrics.auth_failures.labels(exc.reason).inc()
+                raise Banned(exc.user_id) from None  # 403 / 40301, as any banned caller's
+            raise Unauthenticated(exc.reason) from None
 
     def _bearer(self, token: str, platform_header: str | None) -> Caller:
         assert self.jwt_verifier is not None

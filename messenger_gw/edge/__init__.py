@@ -8,7 +8,7 @@ from .middleware import EdgeRunner, edge_middleware
 
 __all__ = ["DRAINING", "EdgeRunner", "client_ip", "edge_middleware", "forwarded_for", "healthz", "readyz", "within"]
 
-from .envelope import error_response
+from .envelope import answer_as_openim, error_response
 from .json_body import is_blank, parse_json_object, read_json_object
 
-__all__ += ["error_response", "is_blank", "parse_json_object", "read_json_object"]
+__all__ += ["answer_as_openim", "error_response", "is_blank", "parse_json_object", "read_json_object"]

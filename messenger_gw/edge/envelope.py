@@ -3,6 +3,11 @@ HTTP errors.
 
 The mapping lives at the edge, not in ``errors``, so that the error tree depends on nothing and every room may
 raise from it.
+
+The envelope's status is meaningful, except for a client of the OpenIM SDK: the SDK reports a non-200
+answer by its status text alone and drops its errCode (``openim-sdk-protocol.md`` section 3.1), so a request
+marked with :func:`answer_as_openim` (by authentication, once it sees an imToken) gets every error as OpenIM
+answers its own, HTTP 200 with the envelope. Here, and nowhere else, is that decided.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from messenger_gw.store import StoreError
 
 log = logging.getLogger(__name__)
 
+OPENIM_STYLE: web.RequestKey[bool] = web.RequestKey("openim_style", bool)
+
 _CODE_FOR_STATUS = {
     400: BAD_REQUEST,
     401: UNAUTHENTICATED,
@@ -63,8 +70,20 @@ def from_store(exc: StoreError) -> GatewayError:
     return Unavailable("The gateway's store is unavailable", detail=str(exc))
 
 
+def answer_as_openim(request: web.Request) -> None:
+    """The request is from a client of the OpenIM SDK: its errors are answered with HTTP 200, as OpenIM's are."""
+    request[OPENIM_STYLE] = True
+
+
 def error_response(request: web.Request, exc: Exception) -> web.Response:
     """The envelope answering ``exc``, logged; an ``HTTPException`` below 400 (a redirect) is raised again."""
+    response = _envelope_for(request, exc)
+    if request.get(OPENIM_STYLE, False):
+        response.set_status(200)  # the errCode, errMsg and headers (Retry-After, Allow) stay
+    return response
+
+
+def _envelope_for(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, GatewayError):
         error = exc
     elif isinstance(exc, StoreError):

@@ -70,7 +70,8 @@ REPLACED = frozenset(
     {"host", "content-length", "content-type", "accept-encoding", "x-forwarded-for", "x-forwarded-proto",
      "x-forwarded-host", "x-real-ip", "forwarded"}
 )  # fmt: skip
-NOT_FORWARDED = HOP_BY_HOP | CLIENT_CREDENTIALS | REPLACED
+SDK_ONLY = frozenset({"reqfuncname"})  # the OpenIM SDK's name for the call it makes; OpenIM reads nothing of it
+NOT_FORWARDED = HOP_BY_HOP | CLIENT_CREDENTIALS | REPLACED | SDK_ONLY
 CHANGED_GROUPS: web.RequestKey[set[str]] = web.RequestKey("changed_groups", set)
 
 
@@ -79,8 +80,8 @@ class TokenRejected(errors.GatewayError):
 
     status = 401
 
-    def __init__(self, error: OpenIMAPIError) -> None:
-        super().__init__(error.msg, detail="OpenIM refused a fresh token too")
+    def __init__(self, error: OpenIMAPIError, *, detail: str = "OpenIM refused a fresh token too") -> None:
+        super().__init__(error.msg, detail=detail)
         self.code = error.errcode
 
 
@@ -106,7 +107,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
 
 async def authenticate(request: web.Request) -> Caller:
     authenticator = request.app[AUTHENTICATOR]
-    caller = await authenticator.authenticate(request)
+    caller = await authenticator.authenticate(request, allow_im_token=True)
     if caller.user_id is None:
         raise authenticator.rejected("not_logged_in")
     return caller
@@ -159,6 +160,8 @@ async def resolve_im_token(request: web.Request, caller: Caller, route: Route) -
     config = request.app
     if route.token_mode == "admin":
         return await config[ADMIN_TOKENS].get()
+    if caller.im_token is not None:  # an OpenIM SDK client's own, verified as the one stored
+        return caller.im_token
     assert caller.user_id is not None
     token = await config[IM_TOKENS].resolve(caller.user_id, caller.platform_id, operation_id=request[OPERATION_ID])
     return token.token
@@ -166,11 +169,13 @@ async def resolve_im_token(request: web.Request, caller: Caller, route: Route) -
 
 async def recover_token_errors(request: web.Request, caller: Caller, route: Route, body: bytes) -> web.StreamResponse:
     """Forward with the resolved token; on 1501-1507: drop it everywhere, get a new one once, replay once;
-    then 401 with OpenIM's code."""
+    then 401 with OpenIM's code. An imToken caller's own token is not replaced: a new one would not be its."""
     token = await resolve_im_token(request, caller, route)
     try:
         return await forward(request, caller, route, body, token)
     except TokenError as first:
+        if token == caller.im_token:
+            raise TokenRejected(first, detail="OpenIM refused the client's own imToken") from None
         config = request.app
         log.info("OpenIM refused the %s token (errCode %d); replacing it", route.token_mode, first.errcode)
         if route.token_mode == "admin":

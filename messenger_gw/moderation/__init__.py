@@ -2,8 +2,8 @@
 limits.
 """
 
-from .bans import BANS, Ban, Bans
+from .bans import BANS, Ban, Banned, Bans
 from .rate_limit import RateLimit
 from .word_rules import WordRules
 
-__all__ = ["BANS", "Ban", "Bans", "RateLimit", "WordRules"]
+__all__ = ["BANS", "Ban", "Banned", "Bans", "RateLimit", "WordRules"]
