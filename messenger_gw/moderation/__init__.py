@@ -3,7 +3,20 @@ limits.
 """
 
 from .bans import BANS, Ban, Banned, Bans
+from .bans import INVALIDATION_KIND as BAN_INVALIDATION_KIND
+from .messages import BLOCK_MESSAGES, MessageRules, message_text
 from .rate_limit import RateLimit
 from .word_rules import WordRules
 
-__all__ = ["BANS", "Ban", "Banned", "Bans", "RateLimit", "WordRules"]
+__all__ = [
+    "BANS",
+    "BAN_INVALIDATION_KIND",
+    "BLOCK_MESSAGES",
+    "Ban",
+    "Banned",
+    "Bans",
+    "MessageRules",
+    "RateLimit",
+    "WordRules",
+    "message_text",
+]

@@ -21,6 +21,8 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 
+from messenger_gw.moderation import message_text
+
 
 class InvalidEvent(ValueError):
     """The body does not have the shape its command promises."""
@@ -142,16 +144,7 @@ class MessageEvent(Event):
     @property
     def text(self) -> str:
         """The human-readable text of a text (101) or @ (106) message; empty for other content."""
-        if self.content_type not in (101, 106) or not self.content:
-            return ""
-        try:
-            content = orjson.loads(self.content)
-        except orjson.JSONDecodeError:
-            return self.content
-        if not isinstance(content, dict):
-            return ""
-        text = content.get("content") if self.content_type == 101 else content.get("text")
-        return text if isinstance(text, str) else ""
+        return message_text(self.content_type, self.content)
 
 
 @dataclasses.dataclass(frozen=True)

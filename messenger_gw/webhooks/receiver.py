@@ -33,7 +33,7 @@ from messenger_gw import errors, keys
 from messenger_gw.background import running
 from messenger_gw.edge import client_ip, error_response, within
 from messenger_gw.metrics import METRICS, Metrics
-from messenger_gw.moderation import Bans, RateLimit, WordRules
+from messenger_gw.moderation import BLOCK_MESSAGES, Bans, MessageRules, RateLimit, WordRules
 from messenger_gw.settings import SETTINGS, WebhookSettings
 from messenger_gw.store import Store, StoreError
 
@@ -51,12 +51,6 @@ REPLAY_INTERVAL = 1.0
 
 ALLOWED: dict[str, Any] = {"actionCode": 0, "errCode": 0, "errMsg": "", "errDlt": "", "nextCode": 0}
 ALLOW = orjson.dumps(ALLOWED)
-BLOCK_MESSAGES = {
-    "banned": "the sender is banned",
-    "banned_word": "the message contains a banned word",
-    "rate": "the sender is sending too fast",
-    "unavailable": "moderation is unavailable",
-}
 
 
 def command_label(command: str) -> str:
@@ -65,13 +59,23 @@ def command_label(command: str) -> str:
 
 
 class WebhookReceiver:
-    def __init__(self, settings: WebhookSettings, store: Store, bans: Bans, *, metrics: Metrics, spool: Spool) -> None:
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        store: Store,
+        bans: Bans,
+        *,
+        metrics: Metrics,
+        spool: Spool,
+        message_rules: MessageRules | None = None,
+    ) -> None:
         self._settings = settings
         self._store = store
         self._bans = bans
         self._metrics = metrics
         self.spool = spool
-        self._banned_words = WordRules(settings.banned_words_file)
+        # The WebSocket guard holds client frames to the same rules: the app hands both one MessageRules.
+        self._message_rules = message_rules or MessageRules(bans, WordRules(settings.banned_words_file))
         self._message_rate = RateLimit(store, "messages", settings.max_messages_per_minute)
         self._spooled = asyncio.Event()
 
@@ -128,15 +132,17 @@ class WebhookReceiver:
     async def _blocking_reason(self, event: Event) -> str | None:
         if event.is_notification:
             return None  # OpenIM's own words about a change already made, in the operator's name
-        for user_id in event.actors:
-            if await self._bans.is_banned(user_id):
-                return "banned"
-        if isinstance(event, MessageEvent):
-            if self._banned_words.match(event.text):
-                return "banned_word"
+        if isinstance(event, MessageEvent):  # its actor is its sender
+            reason = await self._message_rules.refusal(event.send_id, event.content_type, event.content)
+            if reason is not None:
+                return reason
             # once per message: beforeMsgModify follows beforeSend* for the same text message
             if event.send_id and await self._message_rate.exceeded(event.send_id, once_per=event.message_id):
                 return "rate"
+            return None
+        for user_id in event.actors:
+            if await self._bans.is_banned(user_id):
+                return "banned"
         return None
 
     async def keep(self, record: dict[str, Any]) -> str:
