@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import auth, im
+from . import auth, im, legacy
 from .admin import (
     ADMIN_AUTHENTICATOR,
     AUDIT_LOG,
@@ -43,6 +43,7 @@ from .auth import (
 )
 from .edge import DRAINING, edge_middleware, healthz, readyz
 from .im import CONVERSATION_ACCESS, ROUTE_TABLE, ConversationAccess, RouteTable
+from .legacy import ANSWER_HEADERS, LEGACY_SERVICE, LegacyService, configured_table
 from .metrics import METRICS, Metrics, flushing, metrics_handler
 from .moderation import BANS, Bans, RateLimit, WordRules
 from .openim import ADMIN_TOKENS, IM_TOKENS, OPENIM, AdminTokenManager, Deadlines, ImTokens, OpenIMClient, new_pool
@@ -77,12 +78,17 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_auth_ctx)
     app.cleanup_ctx.append(_admin_ctx)
     app.cleanup_ctx.append(_webhooks_ctx)
+    legacy_table = configured_table(settings.legacy, im_routes={route.label for route in app[ROUTE_TABLE]})
+    if legacy_table is not None:
+        app.cleanup_ctx.append(_legacy_ctx)
     app.on_shutdown.append(_start_draining)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     auth.add_routes(app)
     im.add_routes(app)
+    if legacy_table is not None:
+        legacy.add_routes(app, legacy_table)
     app.add_subapp("/admin/", create_admin_app())
     app.add_subapp("/webhooks/openim/", create_webhook_app())
     return app
@@ -186,6 +192,20 @@ async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     async with replaying(receiver), consuming(consumer):
         yield
+
+
+async def _legacy_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The legacy chat service's pool of connections, of its own: its calls never wait for OpenIM's."""
+    settings, metrics = app[SETTINGS].legacy, app[METRICS]
+    assert settings.url is not None  # only added with a URL
+    t = settings.timeouts
+    pool = new_pool(
+        settings.url, max_connections=settings.max_connections, connect=t.connect, pool=t.pool,
+        kept_headers=ANSWER_HEADERS,
+    )  # fmt: skip
+    app[LEGACY_SERVICE] = LegacyService(pool, settings.url, settings, metrics=metrics)
+    yield
+    await pool.close()
 
 
 def _identity_verifier(settings: Settings, session: aiohttp.ClientSession) -> IdentityVerifier:

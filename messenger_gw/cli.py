@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from . import __version__, logs, sdk, server
 from .im import RouteTable, RouteTableError
+from .legacy import LegacyRouteTableError, configured_table
 from .sandbox import SandboxConfig
 from .settings import OPENIM_DEFAULT_ADMIN_USER_ID, OPENIM_DEFAULT_SECRET, ConfigError, HostPort, Settings
 
@@ -31,6 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RouteTableError, OSError) as exc:
         print(f"messenger-gw: route table error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        legacy_table = configured_table(settings.legacy, im_routes={route.label for route in table})
+    except (LegacyRouteTableError, OSError) as exc:
+        print(f"messenger-gw: legacy route table error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.command == "check-config":
         width = max(len(name) for name, _ in settings.describe())
         for name, value in settings.describe():
@@ -38,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         live = [route.label for route in table if route.phase <= settings.phase]
         heading = f"routes live in phase {settings.phase}"
         print(f"{heading:<{width}}  {len(live)} of {len(list(table))}: {' '.join(live)}")
+        if legacy_table is not None:
+            passing = [f"{'|'.join(r.methods)} {r.label}" for r in legacy_table if r.live(settings.phase)]
+            heading = f"legacy routes passing in phase {settings.phase}"
+            print(f"{heading:<{width}}  {len(passing)} of {len(list(legacy_table))}: {', '.join(passing) or '-'}")
         return 0
     logs.configure(settings.log_level)
     workers = getattr(args, "workers", 1)

@@ -212,6 +212,28 @@ class Metrics:
             multiprocess_mode="livesum",
         )
         self._openim_pool: Callable[[], PoolState] | None = None
+        self.legacy_requests = Counter(
+            "messenger_gw_legacy_requests",
+            "Requests to the legacy chat service's routes, by route template and verdict: forwarded (the old"
+            " service answered), gone (410 in this phase), refused (authentication or ban), failed (the old service"
+            " unreachable, too slow or not speaking HTTP).",
+            ["route", "verdict"],
+            registry=r,
+        )
+        self.legacy_errors = Counter(
+            "messenger_gw_legacy_upstream_errors",
+            "Calls to the legacy chat service that failed, by route template and kind (connect, timeout, unavailable,"
+            " or the rule an answer broke).",
+            ["route", "kind"],
+            registry=r,
+        )
+        self.legacy_duration = Histogram(
+            "messenger_gw_legacy_upstream_duration_seconds",
+            "Duration of calls to the legacy chat service, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.admin_token_fetched = Gauge(
             "messenger_gw_admin_token_fetched_timestamp_seconds",
             "When the admin token in use was fetched (unix time); its age is time() minus this.",

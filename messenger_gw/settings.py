@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+import orjson
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -37,6 +38,10 @@ DEV_OPENIM_WS_URL = "ws://127.0.0.1:10001"
 # OpenIM moves older admin tokens to a 5-minute grace state whenever a new one
 # is minted (contract, section 11), so a cached admin token must be younger.
 ADMIN_TOKEN_MAX_AGE_LIMIT = 300.0
+
+# The seeds' migration phases: 3 and 4 move messages, then conversations and groups, to OpenIM; from 6
+# the legacy chat service is off (docs/legacy-chat.md).
+MAX_PHASE = 6
 
 T = TypeVar("T")
 N = TypeVar("N", int, float)
@@ -160,6 +165,23 @@ class WebhookSettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class LegacySettings:
+    """The legacy chat service behind ``/legacy/`` (docs/legacy-chat.md); off while ``url`` is None."""
+
+    url: str | None
+    route_table: Path | None  # required with url
+    user_header: str  # carries the caller's userID to the old service
+    platform_header: str | None  # carries the caller's platformID; None: not sent
+    headers: Secret  # JSON object of header fields sent with every request (a service key, say); "{}" for none
+    timeouts: UpstreamTimeouts
+    max_connections: int
+
+    def extra_headers(self) -> list[tuple[str, str]]:
+        """The configured header fields, as name and value pairs (validated at start-up)."""
+        return _legacy_headers(self.headers.reveal())
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     dev: bool
     listen: HostPort
@@ -187,6 +209,7 @@ class Settings:
     client_write_timeout: float  # for each part of a streamed /im answer
     admin: AdminSettings
     webhooks: WebhookSettings
+    legacy: LegacySettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, dev: bool) -> Settings:
@@ -267,7 +290,7 @@ class Settings:
                 ),
                 im_token_min_remaining=env.read("IM_TOKEN_MIN_REMAINING", _seconds(0, 30 * 86400), default="86400"),
             ),
-            phase=env.read("PHASE", _integer(1, 4), default="4" if dev else "1"),
+            phase=env.read("PHASE", _integer(1, MAX_PHASE), default="4" if dev else "1"),
             route_table=env.read_optional("ROUTE_TABLE", _readable_file, required_because=None),
             max_body_bytes=env.read("MAX_BODY_BYTES", _integer(1024, 64 * 1024 * 1024), default=str(1024 * 1024)),
             client_write_timeout=env.read("CLIENT_WRITE_TIMEOUT", _seconds(0.01, 600), default="10"),
@@ -292,6 +315,7 @@ class Settings:
                 ),
                 spool_dir=env.read("WEBHOOK_SPOOL_DIR", Path, default="webhook-spool"),
             ),
+            legacy=_legacy_settings(env),
         )
         if production and settings.login.dev_otp_code is not None:
             raise ConfigError(PREFIX + "DEV_OTP_CODE", "is only allowed in dev mode (`messenger-gw dev`)")
@@ -359,6 +383,20 @@ class Settings:
         yield PREFIX + "WEBHOOK_FLAGGED_WORDS_FILE", str(hooks.flagged_words_file or "(none)")
         yield PREFIX + "WEBHOOK_MAX_MESSAGES_PER_MINUTE", str(hooks.max_messages_per_minute or "(no limit)")
         yield PREFIX + "WEBHOOK_SPOOL_DIR", str(hooks.spool_dir)
+        legacy = self.legacy
+        yield PREFIX + "LEGACY_CHAT_URL", legacy.url or "(unset: the legacy chat service is off)"
+        if legacy.url is not None:
+            lt = legacy.timeouts
+            yield PREFIX + "LEGACY_ROUTE_TABLE", str(legacy.route_table)
+            yield PREFIX + "LEGACY_USER_HEADER", legacy.user_header
+            yield PREFIX + "LEGACY_PLATFORM_HEADER", legacy.platform_header or "(none: not sent)"
+            names = [name for name, _ in legacy.extra_headers()]
+            yield PREFIX + "LEGACY_HEADERS", f"{', '.join(names)} (values masked)" if names else "(none)"
+            yield PREFIX + "LEGACY_CONNECT_TIMEOUT", f"{lt.connect:g}"
+            yield PREFIX + "LEGACY_POOL_TIMEOUT", f"{lt.pool:g}"
+            yield PREFIX + "LEGACY_READ_TIMEOUT", f"{lt.read:g}"
+            yield PREFIX + "LEGACY_TOTAL_TIMEOUT", f"{lt.total:g}"
+            yield PREFIX + "LEGACY_MAX_CONNECTIONS", str(legacy.max_connections)
         if self.dev:
             yield PREFIX + "DEV_SANDBOX_LISTEN", str(self.dev_sandbox_listen)
             yield PREFIX + "DEV_SANDBOX_WS_LISTEN", str(self.dev_sandbox_ws_listen)
@@ -504,6 +542,83 @@ def _webhook_secrets(raw: str) -> tuple[Secret, ...]:
                 "each secret must be at least 16 characters of letters, digits, '-' or '_' (a URL path segment)"
             )
     return secrets
+
+
+def _legacy_settings(env: _Reader) -> LegacySettings:
+    url = env.read_optional("LEGACY_CHAT_URL", _url(("http", "https")), required_because=None)
+    table = env.read_optional(
+        "LEGACY_ROUTE_TABLE",
+        _readable_file,
+        required_because="the legacy chat service's routes are configuration (docs/legacy-chat.md)"
+        if url is not None
+        else None,
+    )
+    platform_header = env.read("LEGACY_PLATFORM_HEADER", _header_name_or_none, default="X-Platform-ID")
+    legacy = LegacySettings(
+        url=url,
+        route_table=table,
+        user_header=env.read("LEGACY_USER_HEADER", _header_name, default="X-User-ID"),
+        platform_header=platform_header,
+        headers=env.read("LEGACY_HEADERS", _legacy_headers_secret, default="{}"),
+        timeouts=UpstreamTimeouts(
+            connect=env.read("LEGACY_CONNECT_TIMEOUT", _seconds(0.01, 60), default="2"),
+            pool=env.read("LEGACY_POOL_TIMEOUT", _seconds(0.01, 60), default="1"),
+            read=env.read("LEGACY_READ_TIMEOUT", _seconds(0.01, 300), default="10"),
+            total=env.read("LEGACY_TOTAL_TIMEOUT", _seconds(0.01, 600), default="15"),
+        ),
+        max_connections=env.read("LEGACY_MAX_CONNECTIONS", _integer(1, 10_000), default="50"),
+    )
+    t = legacy.timeouts
+    if t.total < max(t.connect + t.pool, t.read):
+        raise ConfigError(
+            PREFIX + "LEGACY_TOTAL_TIMEOUT",
+            "must be at least LEGACY_CONNECT_TIMEOUT + LEGACY_POOL_TIMEOUT and at least LEGACY_READ_TIMEOUT",
+        )
+    names = {name.lower() for name, _ in legacy.extra_headers()}
+    identity = {legacy.user_header.lower(), (legacy.platform_header or "").lower()}
+    if names & identity:
+        raise ConfigError(PREFIX + "LEGACY_HEADERS", "must not set the identity headers: the gateway sets them")
+    return legacy
+
+
+# RFC 9110 section 5.6.2: a field name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Set by the gateway or the pool on every forwarded request, or hop-by-hop: never configurable.
+_RESERVED_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade",
+     "content-type", "x-forwarded-for", "x-forwarded-proto", "x-request-id"}
+)  # fmt: skip
+
+
+def _header_name(raw: str) -> str:
+    if not _TOKEN.fullmatch(raw):
+        raise ValueError(f"{raw!r} is not an HTTP header field name")
+    if raw.lower() in _RESERVED_HEADERS or raw.lower().startswith("proxy-"):
+        raise ValueError(f"{raw} is set by the gateway itself")
+    return raw
+
+
+def _header_name_or_none(raw: str) -> str | None:
+    return None if raw.lower() == "none" else _header_name(raw)
+
+
+def _legacy_headers(raw: str) -> list[tuple[str, str]]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ValueError('expected a JSON object of header fields, e.g. {"X-Service-Key": "..."}') from None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError('expected a JSON object of header fields with string values, e.g. {"X-Service-Key": "..."}')
+    for name, field in value.items():
+        _header_name(name)
+        if not field.isprintable():  # never echoed: it may be a key
+            raise ValueError(f"the value of {name} holds a control character")
+    return list(value.items())
+
+
+def _legacy_headers_secret(raw: str) -> Secret:
+    _legacy_headers(raw)
+    return Secret(raw)
 
 
 def _claim_value(raw: str) -> str:

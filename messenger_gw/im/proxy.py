@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from messenger_gw import errors
+from messenger_gw import edge, errors
 from messenger_gw.auth import AUTHENTICATOR, Caller
 from messenger_gw.edge import forwarded_for, is_blank, parse_json_object
 from messenger_gw.metrics import METRICS, ROUTE_LABEL
@@ -57,14 +57,8 @@ PEEK_BYTES = 64 * 1024
 COMPRESS_FROM_BYTES = 1024
 UNLISTED_LABEL = "/im/{unlisted}"
 
-HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate",
-     "proxy-authorization", "proxy-connection"}
-)  # fmt: skip
-CLIENT_CREDENTIALS = frozenset(
-    {"authorization", "cookie", "signature", "signature-input", "content-digest", "token", "operationid",
-     "x-request-id", "x-platform-id"}
-)  # fmt: skip
+# The lists the legacy chat service's proxy drops too (edge/forwarding.py).
+HOP_BY_HOP, CLIENT_CREDENTIALS = edge.HOP_BY_HOP, edge.CLIENT_CREDENTIALS
 # Set by the gateway itself, or meaningless once the body may have been rewritten.
 REPLACED = frozenset(
     {"host", "content-length", "content-type", "accept-encoding", "x-forwarded-for", "x-forwarded-proto",

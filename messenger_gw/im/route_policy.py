@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from messenger_gw import errors
+from messenger_gw import errors, route_tables
 
 from .conversation_access import single_chat_peers
 
@@ -260,26 +259,8 @@ class RouteTable:
 
     @classmethod
     def parse(cls, text: str, source: str) -> RouteTable:
-        try:
-            document = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise RouteTableError(f"{source}: not valid TOML: {exc}") from None
-        unknown = set(document) - {"route"}
-        if unknown:
-            raise RouteTableError(f"{source}: unknown top-level key(s) {sorted(unknown)}; routes are [[route]] tables")
-        routes: dict[str, Route] = {}
-        for index, entry in enumerate(document.get("route", []), start=1):
-            where = f"{source}: route {index} ({entry.get('path', 'no path')})"
-            try:
-                route = _route(entry)
-            except (ValueError, TypeError) as exc:
-                raise RouteTableError(f"{where}: {exc}") from None
-            if route.path in routes:
-                raise RouteTableError(f"{where}: the path is listed twice")
-            routes[route.path] = route
-        if not routes:
-            raise RouteTableError(f"{source}: no routes")
-        return cls(routes, source)
+        routes = route_tables.parse_routes(text, source, _route, lambda route: [route.path], RouteTableError)
+        return cls({route.path: route for route in routes}, source)
 
     def live(self, path: str, phase: int) -> Route | None:
         route = self._routes.get(path)
@@ -290,9 +271,7 @@ class RouteTable:
 
 
 def _route(entry: dict[str, Any]) -> Route:
-    unknown = set(entry) - ROUTE_KEYS
-    if unknown:
-        raise ValueError(f"unknown key(s) {sorted(unknown)}; known: {', '.join(sorted(ROUTE_KEYS))}")
+    route_tables.check_keys(entry, ROUTE_KEYS)
     path, phase = entry.get("path"), entry.get("phase")
     if not isinstance(path, str) or not _PATH.fullmatch(path):
         raise ValueError("path must look like /group/route_name")

@@ -2,7 +2,7 @@
 the transport underneath.
 """
 
-from ._transport import Answer, Deadlines, PoolState
+from ._transport import Answer, Deadlines, PoolState, UpstreamError, UpstreamPool
 from .admin_token import ADMIN_TOKENS, AdminTokenManager
 from .client import (
     OPENIM,
@@ -18,6 +18,7 @@ from .client import (
     OpenIMUnavailable,
     RecordNotFoundError,
     TokenError,
+    Upstream,
     new_pool,
     read_envelope,
 )
@@ -44,6 +45,9 @@ __all__ = [
     "PoolState",
     "RecordNotFoundError",
     "TokenError",
+    "Upstream",
+    "UpstreamError",
+    "UpstreamPool",
     "new_pool",
     "read_envelope",
 ]

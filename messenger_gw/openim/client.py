@@ -30,7 +30,7 @@ import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 import orjson
@@ -204,20 +204,47 @@ class NewUser:
 # -- the client -------------------------------------------------------------------------
 
 
+class Upstream(Protocol):
+    """What an :class:`Exchange` runs on: OpenIM's client, or another service's behind a pool of its own
+    (the legacy chat service), each counting and naming its failures its own way."""
+
+    pool: UpstreamPool
+    deadlines: Deadlines
+    base_path: str
+
+    def exchange_done(self, path: str, failure: BaseException | None, seconds: float) -> BaseException | None:
+        """Count one exchange that took ``seconds``; the exception to raise instead of ``failure`` (a
+        transport failure, or ``TimeoutError`` for a passed deadline), or ``failure`` itself."""
+
+
 class Exchange:
     """:meth:`OpenIMClient.exchange`: a class rather than a generator-based context manager,
     which would add two frames to every wait on the upstream."""
 
-    __slots__ = ("_answer", "_client", "_deadline", "_headers", "_path", "_payload", "_started", "_target")
+    __slots__ = (
+        "_answer", "_client", "_deadline", "_headers", "_label", "_method", "_path", "_payload", "_started",
+        "_target",
+    )  # fmt: skip
 
     def __init__(
-        self, client: OpenIMClient, path: str, payload: bytes, headers: Sequence[tuple[str, str]], query: str
+        self,
+        client: Upstream,
+        path: str,
+        payload: bytes,
+        headers: Sequence[tuple[str, str]],
+        query: str,
+        method: str = "POST",
+        label: str | None = None,
     ) -> None:
+        """``label`` names the call to the client's ``exchange_done`` (a route template where the path
+        holds parameters); by default, the path."""
         self._client = client
         self._path = path
+        self._label = label or path
         self._target = client.base_path + path + (f"?{query}" if query else "")
         self._payload = payload
         self._headers = headers
+        self._method = method
         self._started = 0.0
         self._deadline: Deadline | None = None
         self._answer: Answer | None = None
@@ -228,14 +255,14 @@ class Exchange:
         request = self._client.pool.request
         try:
             try:
-                self._answer = await request("POST", self._target, self._headers, self._payload)
+                self._answer = await request(self._method, self._target, self._headers, self._payload)
             except upstream.ConnectError:
                 # A failed connect sent nothing, so one retry cannot apply a call twice.
-                self._answer = await request("POST", self._target, self._headers, self._payload)
+                self._answer = await request(self._method, self._target, self._headers, self._payload)
         except BaseException as exc:
             self._finish(exc)
             raise
-        self._deadline.pause()  # OpenIM's clock runs only while the caller waits on it: in read()
+        self._deadline.pause()  # the peer's clock runs only while the caller waits on it: in read()
         return self._answer
 
     async def __aexit__(
@@ -248,7 +275,7 @@ class Exchange:
     async def read(self, size: int) -> bytes:
         """Up to ``size`` bytes of the answer (b"" at its end). Only the wait counts toward the deadlines:
         the read deadline starts again with each part, and the time the caller spends between parts
-        (writing them to a slow client) is not OpenIM's."""
+        (writing them to a slow client) is not the peer's."""
         assert self._answer is not None
         assert self._deadline is not None
         self._deadline.resume()
@@ -257,27 +284,11 @@ class Exchange:
         return data
 
     def _finish(self, exc: BaseException | None) -> None:
-        """Stop the deadline and time the exchange; raise ``exc`` as an :class:`OpenIMError` if it
-        is a transport failure or the deadline's cancellation (it propagates as it is otherwise);
-        count any OpenIM failure."""
+        """Stop the deadline and time the exchange; raise what the client makes of ``exc`` when it is a
+        transport failure or the deadline's cancellation (it propagates as it is otherwise)."""
         assert self._deadline is not None
         failure = self._deadline.stop(exc)
-        client, path = self._client, self._path
-        client.metrics.openim_call_done(path, time.perf_counter() - self._started)
-        error: BaseException | None
-        if isinstance(failure, upstream.ConnectError):
-            error = OpenIMConnectError(f"cannot connect to OpenIM at {client.base_url}: {failure.__cause__}")
-        elif isinstance(failure, (TimeoutError, upstream.ConnectTimeout)):
-            error = OpenIMTimeout(f"OpenIM at {client.base_url} did not answer {path} in time")
-        elif isinstance(failure, upstream.UpstreamError):
-            error = OpenIMUnavailable(f"OpenIM at {client.base_url} failed on {path}: {failure}")
-        else:
-            error = failure
-        if isinstance(error, OpenIMError):
-            errcode = error.errcode if isinstance(error, OpenIMAPIError) else None
-            # A transport failure is counted by what the pool saw: connect, timeout, or the rule an answer broke.
-            kind = failure.kind if isinstance(failure, upstream.UpstreamError) else error.kind
-            client.metrics.openim_failed(path, kind, errcode)
+        error = self._client.exchange_done(self._label, failure, time.perf_counter() - self._started)
         if error is not exc:
             assert error is not None
             raise error from exc
@@ -304,6 +315,26 @@ class OpenIMClient:
     @property
     def base_url(self) -> str:
         return self._base_url
+
+    def exchange_done(self, path: str, failure: BaseException | None, seconds: float) -> BaseException | None:
+        """Time the call; a transport failure or a passed deadline becomes an :class:`OpenIMError`, and
+        every OpenIM failure is counted by kind."""
+        self.metrics.openim_call_done(path, seconds)
+        error: BaseException | None
+        if isinstance(failure, upstream.ConnectError):
+            error = OpenIMConnectError(f"cannot connect to OpenIM at {self.base_url}: {failure.__cause__}")
+        elif isinstance(failure, (TimeoutError, upstream.ConnectTimeout)):
+            error = OpenIMTimeout(f"OpenIM at {self.base_url} did not answer {path} in time")
+        elif isinstance(failure, upstream.UpstreamError):
+            error = OpenIMUnavailable(f"OpenIM at {self.base_url} failed on {path}: {failure}")
+        else:
+            error = failure
+        if isinstance(error, OpenIMError):
+            errcode = error.errcode if isinstance(error, OpenIMAPIError) else None
+            # A transport failure is counted by what the pool saw: connect, timeout, or the rule an answer broke.
+            kind = failure.kind if isinstance(failure, upstream.UpstreamError) else error.kind
+            self.metrics.openim_failed(path, kind, errcode)
+        return error
 
     async def call(self, path: str, body: Mapping[str, Any], *, operation_id: str, token: str | None = None) -> Any:
         """POST ``body`` to ``path``; return the envelope's ``data`` (None when absent)."""
@@ -397,12 +428,15 @@ class OpenIMClient:
 OPENIM: web.AppKey[OpenIMClient] = web.AppKey("openim", OpenIMClient)
 
 
-def new_pool(base_url: str, *, max_connections: int, connect: float, pool: float) -> UpstreamPool:
-    """The one pool of connections to OpenIM at ``base_url``: bounded in size, in the wait for
-    a free connection and in connecting. The read and total bounds of each call are
-    :class:`Deadlines` in :class:`OpenIMClient`."""
+def new_pool(
+    base_url: str, *, max_connections: int, connect: float, pool: float, kept_headers: frozenset[str] = frozenset()
+) -> UpstreamPool:
+    """The pool of connections to the service at ``base_url`` (OpenIM; the legacy chat service has one
+    of its own): bounded in size, in the wait for a free connection and in connecting. The read and
+    total bounds of each call are the :class:`Deadlines` of its client."""
     parts = urlsplit(base_url)
-    return UpstreamPool(f"{parts.scheme}://{parts.netloc}", max_connections=max_connections, connect=connect, pool=pool)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return UpstreamPool(origin, max_connections=max_connections, connect=connect, pool=pool, kept_headers=kept_headers)
 
 
 # -- envelope parsing -------------------------------------------------------------------

@@ -3,6 +3,6 @@ docs/dependencies.md before changing it.
 """
 
 from .deadlines import Deadline, Deadlines
-from .pool import Answer, PoolState, UpstreamPool
+from .pool import Answer, PoolState, UpstreamError, UpstreamPool
 
-__all__ = ["Answer", "Deadline", "Deadlines", "PoolState", "UpstreamPool"]
+__all__ = ["Answer", "Deadline", "Deadlines", "PoolState", "UpstreamError", "UpstreamPool"]

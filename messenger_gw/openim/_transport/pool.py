@@ -119,8 +119,11 @@ class UpstreamPool:
         pool: float,
         keepalive: float = KEEPALIVE,
         tls: ssl.SSLContext | None = None,
+        kept_headers: frozenset[str] = frozenset(),
     ) -> None:
-        """``tls`` is the context for an https origin; by default, the system's trusted CAs."""
+        """``tls`` is the context for an https origin; by default, the system's trusted CAs. The header fields
+        of an answer named in ``kept_headers`` (lower case) are kept in :attr:`Answer.headers`; OpenIM's
+        callers read none, so by default none is kept."""
         parts = urlsplit(origin)
         if (
             parts.scheme not in ("http", "https")
@@ -140,6 +143,7 @@ class UpstreamPool:
         self._connect_timeout = connect
         self._pool_timeout = pool
         self._keepalive = keepalive
+        self._kept_headers = frozenset(name.lower().encode("latin-1") for name in kept_headers)
         self._prefix = f"\r\nHost: {parts.netloc}\r\nAccept-Encoding: gzip\r\n"
         self._idle: list[_Connection] = []  # the most recently used last
         self._connections: set[_Connection] = set()
@@ -273,7 +277,7 @@ class Answer:
 
     __slots__ = (
         "_connection", "_decoder", "_done", "_ended", "_error", "_headers", "_parts", "_size", "_tail", "_total",
-        "_waiter", "status",
+        "_waiter", "headers", "status",
     )  # fmt: skip
 
     def __init__(self, connection: _Connection) -> None:
@@ -289,6 +293,7 @@ class Answer:
         self._done = False  # ... and is decoded
         self._error: UpstreamError | None = None
         self.status = 0
+        self.headers: list[tuple[str, str]] = []  # the final answer's fields the pool keeps (kept_headers)
 
     def at_eof(self) -> bool:
         """The whole body has been read."""
@@ -448,6 +453,7 @@ class _Connection(asyncio.Protocol):
         self._fields = 0  # header fields so far, trailers included
         self._unframed_bytes = 0  # bytes since the last body data: head, chunk sizes, trailers
         self._encoding: bytes | None = None
+        self._kept: list[tuple[str, str]] = []  # of the message's head, in kept_headers
 
     async def send(self, head: bytes, body: bytes) -> Answer:
         if self._closed or self._transport is None:  # closed while idle, after the pool handed it out
@@ -544,11 +550,13 @@ class _Connection(asyncio.Protocol):
             raise AnswerRefused("header_too_large", what)
         if not self._in_head:  # a trailer: the body it follows was framed and decoded by the head
             return
-        name = name.lower()
-        if name == b"content-length" or name == b"transfer-encoding":
+        lower = name.lower()
+        if lower == b"content-length" or lower == b"transfer-encoding":
             self._framed = True
-        elif name == b"content-encoding":  # several are several encodings, none of them offered
+        elif lower == b"content-encoding":  # several are several encodings, none of them offered
             self._encoding = value if self._encoding is None else self._encoding + b"," + value
+        elif lower in self._pool._kept_headers:
+            self._kept.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         answer = self._answer
@@ -566,6 +574,7 @@ class _Connection(asyncio.Protocol):
         if status < 200:  # 1xx: an interim answer, the real one follows; its headers describe no body
             return
         answer.status = status
+        answer.headers = self._kept
         if encoding is not None:
             encoding = encoding.strip().lower()
             if encoding in (b"gzip", b"x-gzip", b"deflate"):
@@ -606,6 +615,7 @@ class _Connection(asyncio.Protocol):
         self._fields = 0
         self._unframed_bytes = 0
         self._encoding = None
+        self._kept = []
 
     def _failed(self, what: str) -> None:
         self._fail(UpstreamError(f"{self._pool.origin} {what}"))
