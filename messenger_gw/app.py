@@ -42,11 +42,22 @@ from .auth import (
     UserServiceVerifier,
 )
 from .edge import DRAINING, edge_middleware, healthz, readyz
-from .im import CONVERSATION_ACCESS, ROUTE_TABLE, ConversationAccess, RouteTable
+from .im import ROUTE_TABLE, RouteTable
 from .legacy import ANSWER_HEADERS, LEGACY_SERVICE, LegacyService, configured_table
 from .metrics import METRICS, Metrics, flushing, metrics_handler
 from .moderation import BANS, Bans, RateLimit, WordRules
-from .openim import ADMIN_TOKENS, IM_TOKENS, OPENIM, AdminTokenManager, Deadlines, ImTokens, OpenIMClient, new_pool
+from .openim import (
+    ADMIN_TOKENS,
+    CONVERSATION_ACCESS,
+    IM_TOKENS,
+    OPENIM,
+    AdminTokenManager,
+    ConversationAccess,
+    Deadlines,
+    ImTokens,
+    OpenIMClient,
+    new_pool,
+)
 from .settings import SETTINGS, Settings
 from .store import INVALIDATION, STORE, Invalidation, MemoryStore, RedisStore, Store, listening
 from .webhooks import (

@@ -1,9 +1,8 @@
-"""The /im proxy: its chain, the route table and its body rules, and membership knowledge."""
+"""The /im proxy: its chain, and the route table and its body rules."""
 
-from .conversation_access import CONVERSATION_ACCESS, ConversationAccess
 from .route_policy import ROUTE_TABLE, RouteTable, RouteTableError
 
-__all__ = ["CONVERSATION_ACCESS", "ROUTE_TABLE", "ConversationAccess", "RouteTable", "RouteTableError"]
+__all__ = ["ROUTE_TABLE", "RouteTable", "RouteTableError"]
 
 from .proxy import add_routes
 

@@ -35,6 +35,7 @@ from messenger_gw.metrics import METRICS, ROUTE_LABEL
 from messenger_gw.moderation import BANS
 from messenger_gw.openim import (
     ADMIN_TOKENS,
+    CONVERSATION_ACCESS,
     IM_TOKENS,
     OPENIM,
     Answer,
@@ -48,7 +49,6 @@ from messenger_gw.operation_id import OPERATION_ID
 from messenger_gw.settings import SETTINGS, Network
 from messenger_gw.store import StoreError
 
-from .conversation_access import CONVERSATION_ACCESS
 from .route_policy import ROUTE_TABLE, NotAParty, Route, RouteNotFound
 
 log = logging.getLogger(__name__)

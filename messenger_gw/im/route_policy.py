@@ -22,8 +22,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from messenger_gw import errors, route_tables
-
-from .conversation_access import single_chat_peers
+from messenger_gw.openim import single_chat_peers
 
 PACKAGED_TABLE = "routes.toml"
 ANSWERS = frozenset({"self_user_info"})

@@ -22,16 +22,21 @@ from .client import (
     new_pool,
     read_envelope,
 )
+from .conversation_access import CONVERSATION_ACCESS, ConversationAccess, single_chat_pairs, single_chat_peers
 from .user_tokens import IM_TOKENS, ImTokens
+from .user_tokens import INVALIDATION_KIND as IM_TOKEN_INVALIDATION_KIND
 
 __all__ = [
     "ADMIN_TOKENS",
+    "CONVERSATION_ACCESS",
     "IM_TOKENS",
+    "IM_TOKEN_INVALIDATION_KIND",
     "OPENIM",
     "USER_PLATFORM_IDS",
     "AdminTokenManager",
     "Answer",
     "ArgsError",
+    "ConversationAccess",
     "Deadlines",
     "Exchange",
     "GroupIDNotFoundError",
@@ -50,4 +55,6 @@ __all__ = [
     "UpstreamPool",
     "new_pool",
     "read_envelope",
+    "single_chat_pairs",
+    "single_chat_peers",
 ]

@@ -30,9 +30,9 @@ from aiohttp import web
 from messenger_gw import keys
 from messenger_gw.admin import AuditEntry, AuditLog
 from messenger_gw.background import running
-from messenger_gw.im import ConversationAccess
 from messenger_gw.metrics import Metrics
 from messenger_gw.moderation import WordRules
+from messenger_gw.openim import ConversationAccess
 from messenger_gw.store import Store, StoreError, StreamEntry
 
 from .models import Event, GroupDismissEvent, GroupKickEvent, GroupMemberEvent, MessageEvent, parse_event

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from messenger_gw import errors
-from messenger_gw.im.conversation_access import single_chat_pairs, single_chat_peers
 from messenger_gw.im.route_policy import (
     FieldNamesAnotherUser,
     FieldPath,
@@ -19,6 +18,7 @@ from messenger_gw.im.route_policy import (
     RouteTableError,
     ValueNotAllowed,
 )
+from messenger_gw.openim import single_chat_pairs, single_chat_peers
 
 
 def table(text: str) -> RouteTable:

@@ -188,7 +188,7 @@ def peers(conversation_id: str) -> set[str]:
 
 
 def may_read(conversation_id: str, member_of: set[str], users: set[str]) -> bool:
-    """The contract's rule (openim-route-surface.md), read here independently of im/conversation_access.py."""
+    """The contract's rule (openim-route-surface.md), read here independently of openim/conversation_access.py."""
     prefix, _, rest = conversation_id.partition("_")
     if prefix == "n":
         return may_read(rest, member_of, users)

@@ -29,8 +29,10 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-from messenger_gw.openim import AdminTokenManager, ArgsError, GroupIDNotFoundError, OpenIMClient, RecordNotFoundError
 from messenger_gw.store import Invalidation, TTLCache
+
+from .admin_token import AdminTokenManager
+from .client import ArgsError, GroupIDNotFoundError, OpenIMClient, RecordNotFoundError
 
 MEMBERSHIP_TTL = 10.0
 MEMBERSHIP_MAX = 100_000

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from messenger_gw.im.conversation_access import Memberships
+from messenger_gw.openim.conversation_access import Memberships
 from messenger_gw.sandbox import FakeClock, Sandbox
 from messenger_gw.sdk import GatewayClient
 from tests.conftest import GOOD_CODE, Gateway, StartGateway, Wire
