@@ -5,7 +5,7 @@ and the legacy chat service's proxy share (``docs/im-proxy.md``, ``docs/legacy-c
   ``Trailer``, ``Transfer-Encoding``, ``Upgrade``, ``Proxy-*``) never pass, nor the client's credentials; each
   proxy names the fields it sets itself.
 * A large answer is streamed at the client's pace: the service's deadlines count only the waits for it (in
-  ``read``), each write to the client has ``timeout`` of its own, and an answer that cannot be completed cuts
+  ``read``), each write to the client has ``write_timeout`` of its own, and an answer that cannot be completed cuts
   the client's connection, since after the status line no envelope can follow.
 """
 
@@ -52,18 +52,18 @@ async def stream_answer(
     head: bytes,
     read: Callable[[int], Awaitable[bytes]],
     *,
-    timeout: float,
+    write_timeout: float,
 ) -> web.StreamResponse:
     """Send ``head`` and then every part ``read`` gives (b"" at the end) to the client through ``response``,
-    each write within ``timeout``; a client too slow or gone has its connection closed."""
+    each write within ``write_timeout``; a client too slow or gone has its connection closed."""
     await response.prepare(request)
     chunk = head
     try:
         while chunk:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(write_timeout):
                 await response.write(chunk)
             chunk = await read(STREAM_PART_BYTES)
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(write_timeout):
             await response.write_eof()
     except (TimeoutError, ConnectionError) as exc:  # the writes': a service's deadline ends a read by cancelling it
         slow = isinstance(exc, TimeoutError)

@@ -173,8 +173,8 @@ async def forward(request: web.Request, route: LegacyRoute, caller: Caller) -> w
         if not answer.at_eof():
             response = web.StreamResponse(status=answer.status, headers=answer.headers)
             response.enable_compression()
-            timeout = request.app[SETTINGS].client_write_timeout
-            return await stream_answer(request, response, head, exchange.read, timeout=timeout)
+            write_timeout = request.app[SETTINGS].client_write_timeout
+            return await stream_answer(request, response, head, exchange.read, write_timeout=write_timeout)
     whole = web.Response(status=answer.status, body=head, headers=answer.headers)
     if len(head) >= COMPRESS_FROM_BYTES:
         whole.enable_compression()
