@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import multiprocess
@@ -35,6 +36,8 @@ from .settings import DEV_ADMIN_KEY, DEV_OPENIM_WS_URL, OPENIM_DEFAULT_SECRET, H
 log = logging.getLogger(__name__)
 
 GC_FIRST_GENERATION_THRESHOLD = 7_000
+# The demo web chat of a checkout (examples/web-chat, built by `make run`); a wheel has no examples/.
+DEMO_DIR = Path(__file__).resolve().parent.parent / "examples" / "web-chat" / "public"
 MEMORY_FILE_SYSTEM = "/dev/shm"  # noqa: S108 - only ever the parent of a private mkdtemp folder
 
 
@@ -126,6 +129,7 @@ async def _run_gateway(settings: Settings, *, reuse_port: bool = False) -> None:
             if settings.openim_ws_url == DEV_OPENIM_WS_URL:  # not set by hand: hand out where it listens
                 settings = dataclasses.replace(settings, openim_ws_url=f"ws://{ws_at}")
         app = create_app(settings)
+        add_demo(app, settings)
         gateway_at = await stack.enter_async_context(
             serving(app, settings.listen, shutdown_timeout=settings.shutdown_timeout, reuse_port=reuse_port)
         )
@@ -141,6 +145,24 @@ async def _run_gateway(settings: Settings, *, reuse_port: bool = False) -> None:
         await _wait_for_stop_signal()
         log.info("draining", extra={"timeout": settings.shutdown_timeout})
         app[DRAINING].set()
+
+
+def add_demo(app: web.Application, settings: Settings, root: Path = DEMO_DIR) -> None:
+    """``/demo/``: the web chat's page and its script, in dev mode only, where the checkout has them."""
+    if not settings.dev or not root.is_dir():
+        return
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        if not (root / "build" / "app.js").is_file():
+            return web.Response(status=503, text="The demo is not built: `make run` builds it (examples/web-chat).\n")
+        return web.FileResponse(root / "index.html")
+
+    async def to_page(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/demo/")
+
+    app.router.add_get("/demo", to_page)
+    app.router.add_get("/demo/", page)
+    app.router.add_static("/demo/", root)
 
 
 async def _run_sandbox_alone(listen: HostPort, config: SandboxConfig, ws_listen: HostPort | None) -> None:

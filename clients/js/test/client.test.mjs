@@ -7,7 +7,7 @@ import { DEV_ADMIN_KEY, DEV_OTP_CODE, startDevGateway } from "./helpers.mjs";
 
 let gateway;
 before(async () => {
-  gateway = await startDevGateway({ MESSENGER_GW_HANDSHAKE_RATE_LIMIT: "0" });
+  gateway = await startDevGateway({ HANDSHAKE_RATE_LIMIT: "0" });
 });
 after(async () => {
   await gateway?.stop();

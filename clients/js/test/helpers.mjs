@@ -22,9 +22,13 @@ export function freePort() {
   });
 }
 
-/** A dev-mode gateway with its embedded sandbox on free loopback ports; `stop()` ends it. */
+/**
+ * A dev-mode gateway with its embedded sandbox on free loopback ports; `stop()` ends it. `env`
+ * holds more MESSENGER_GW_* settings, or is a function of the ports (`{port, sandboxPort, wsPort}`).
+ */
 export async function startDevGateway(env = {}) {
   const [port, sandboxPort, wsPort] = [await freePort(), await freePort(), await freePort()];
+  const extra = typeof env === "function" ? env({ port, sandboxPort, wsPort }) : env;
   const child = spawn(python, ["-m", "messenger_gw", "dev"], {
     cwd: checkout,
     env: {
@@ -34,7 +38,7 @@ export async function startDevGateway(env = {}) {
       MESSENGER_GW_DEV_SANDBOX_LISTEN: `127.0.0.1:${sandboxPort}`,
       MESSENGER_GW_DEV_SANDBOX_WS_LISTEN: `127.0.0.1:${wsPort}`,
       MESSENGER_GW_LOG_LEVEL: "warning",
-      ...env,
+      ...Object.fromEntries(Object.entries(extra).map(([name, value]) => [`MESSENGER_GW_${name}`, value])),
     },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true, // its own process group, ended whole by stop()
@@ -49,7 +53,14 @@ export async function startDevGateway(env = {}) {
       const msgGateway = /^\s+msg-gateway\s+(\S+)$/m.exec(output);
       if (gateway && sandbox && msgGateway) {
         clearTimeout(timer);
-        resolve({ url: gateway[1], sandboxURL: sandbox[1], msgGatewayURL: msgGateway[1] });
+        resolve({
+          url: gateway[1],
+          port,
+          sandboxURL: sandbox[1],
+          // What the login hands out as wsURL, and the sandbox's own msg-gateway behind it.
+          msgGatewayURL: msgGateway[1],
+          sandboxWsURL: `ws://127.0.0.1:${wsPort}`,
+        });
       }
     };
     child.stdout.setEncoding("utf8").on("data", read);

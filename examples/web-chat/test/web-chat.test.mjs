@@ -1,0 +1,192 @@
+// The demo web chat in a real headless Chromium (Debian's, driven by playwright-core; nothing
+// downloads a browser), against a `messenger-gw dev` started on free loopback ports.
+//
+// The pages are served by the gateway's /demo/ under other host names than the gateway's API
+// (`app.localhost`, `evil.localhost`: Chromium resolves *.localhost to loopback, and treats it as
+// a secure context, so WebCrypto is there), so every call to the gateway is cross-origin: the
+// preflights and the origin allowlist are the browser's, not a test's imitation of them.
+import assert from "node:assert/strict";
+import { mkdir } from "node:fs/promises";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { chromium } from "playwright-core";
+
+import { GatewayClient } from "../../../clients/js/dist/index.js";
+import { DEV_ADMIN_KEY, startDevGateway } from "../../../clients/js/test/helpers.mjs";
+
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+// As root, without a user namespace for its sandbox; and no traffic of its own to Google's hosts.
+const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
+const REAL_TIME_MS = 1000;
+
+let gateway;
+let browser;
+const pages = [];
+
+before(async () => {
+  gateway = await startDevGateway(({ port }) => ({
+    CORS_ALLOWED_ORIGINS: `http://app.localhost:${port}`,
+    HANDSHAKE_RATE_LIMIT: "0",
+  }));
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  await mkdir(ARTIFACTS, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  await gateway?.stop();
+});
+
+function demoURL(host) {
+  const query = new URLSearchParams({ gateway: gateway.url });
+  // Until the gateway's /ws guard relays the SDK's socket, the SDK connects to the sandbox's msg-gateway.
+  query.set("wsAddr", gateway.sandboxWsURL);
+  return `http://${host}:${gateway.port}/demo/?${query}`;
+}
+
+/** A fresh browser context (no shared storage) on the demo page, from `host`. */
+async function openPage(host = "app.localhost") {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 620 } });
+  const page = await context.newPage();
+  const record = { page, errors: [], console: [], requests: [] };
+  page.on("pageerror", (error) => record.errors.push(error.message));
+  page.on("console", (message) => record.console.push(`${message.type()}: ${message.text()}`));
+  page.on("request", (request) => record.requests.push(`${request.method()} ${new URL(request.url()).pathname}`));
+  await page.goto(demoURL(host));
+  pages.push(record);
+  return record;
+}
+
+async function logIn(userID, host) {
+  const record = await openPage(host);
+  await record.page.fill("#user-id", userID);
+  await record.page.click("#login-form button");
+  await record.page.locator("#chat").waitFor({ state: "visible", timeout: 15_000 });
+  return record;
+}
+
+async function openChatWith(page, peer) {
+  await page.fill("#peer-id", peer);
+  await page.click("#new-chat button");
+  await page.locator("#composer").waitFor({ state: "visible", timeout: 5_000 });
+}
+
+async function send(page, text) {
+  await page.fill("#text", text);
+  await page.click("#composer button");
+}
+
+const listEntry = (page, conversationID) => page.locator(`#conversations li[data-conversation-id="${conversationID}"]`);
+const message = (page, text) => page.locator("#messages li", { hasText: text });
+
+/** How long until `locator` shows, failing past `limit` ms. */
+async function shownWithin(locator, limit) {
+  const started = performance.now();
+  await locator.waitFor({ state: "visible", timeout: limit });
+  return performance.now() - started;
+}
+
+describe("the demo web chat in Chromium", () => {
+  let alice;
+  let bob;
+
+  test("alice and bob chat in real time and both conversation lists follow", async () => {
+    alice = await logIn("alice");
+    bob = await logIn("bob");
+    await openChatWith(alice.page, "bob");
+
+    await send(alice.page, "hello bob");
+    const toBob = await shownWithin(listEntry(bob.page, "si_alice_bob").locator(".latest", { hasText: "hello bob" }), REAL_TIME_MS);
+    assert.equal(await listEntry(bob.page, "si_alice_bob").locator(".unread").textContent(), "1");
+    await message(alice.page, "hello bob").waitFor();
+    assert.match(await message(alice.page, "hello bob").getAttribute("class"), /mine/);
+
+    await listEntry(bob.page, "si_alice_bob").click();
+    await message(bob.page, "hello bob").waitFor();
+    await send(bob.page, "hi alice");
+    const toAlice = await shownWithin(message(alice.page, "hi alice"), REAL_TIME_MS);
+
+    for (const { page } of [alice, bob]) {
+      await listEntry(page, "si_alice_bob").locator(".latest", { hasText: "hi alice" }).waitFor({ timeout: 2_000 });
+      assert.equal(await page.locator("#conversations li").count(), 1);
+    }
+    await listEntry(bob.page, "si_alice_bob").locator(".unread").waitFor({ state: "detached", timeout: 2_000 });
+    console.log(`alice -> bob shown in ${toBob.toFixed(0)} ms, bob -> alice in ${toAlice.toFixed(0)} ms`);
+
+    await alice.page.screenshot({ path: `${ARTIFACTS}alice.png` });
+    await bob.page.screenshot({ path: `${ARTIFACTS}bob.png` });
+    assert.deepEqual([...alice.errors, ...bob.errors], []);
+  });
+
+  test("every call to the gateway was cross-origin: the browser sent preflights", async () => {
+    const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
+    const preflights = metrics
+      .split("\n")
+      .filter((line) => line.startsWith("messenger_gw_http_requests_total{") && line.includes('method="OPTIONS"'))
+      .reduce((sum, line) => sum + Number(line.split(" ").pop()), 0);
+    assert.ok(preflights > 0, "no OPTIONS request reached the gateway");
+  });
+
+  test("a session that ends is renewed by the client without the page noticing", async () => {
+    const before = await alice.page.evaluate(() => window.webChat.gw.state);
+    // What an expiry, or a revocation on another replica, looks like to the page: the gateway
+    // no longer knows the session.
+    await new GatewayClient({ baseURL: gateway.url, platformID: 5, state: before }).logout();
+    alice.requests.length = 0;
+
+    await openChatWith(alice.page, "bob"); // a signed /im call through the client
+    assert.deepEqual(
+      alice.requests.filter((r) => r.includes("/auth/") || r.includes("get_users_info")),
+      ["POST /im/user/get_users_info", "POST /auth/handshake", "POST /auth/login", "POST /im/user/get_users_info"],
+    );
+    const after = await alice.page.evaluate(() => window.webChat.gw.state);
+    assert.notEqual(after.sessionId, before.sessionId);
+    assert.equal(after.login.imToken, before.login.imToken, "the SDK keeps its imToken");
+    assert.equal(await alice.page.locator("#new-chat-error").isHidden(), true);
+    assert.equal(await alice.page.locator("#notice").isHidden(), true);
+
+    await send(alice.page, "still here");
+    await shownWithin(listEntry(bob.page, "si_alice_bob").locator(".latest", { hasText: "still here" }), REAL_TIME_MS);
+    assert.deepEqual(alice.errors, []);
+  });
+
+  test("a banned user's page shows that it was logged out", async () => {
+    const carol = await logIn("carol");
+    const response = await fetch(`${gateway.url}/admin/users/carol/ban`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${DEV_ADMIN_KEY}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ reason: "spam" }),
+    });
+    assert.equal(response.status, 200, await response.text());
+    const notice = carol.page.locator('#notice[data-reason="banned"]');
+    await notice.waitFor({ state: "visible", timeout: 10_000 });
+    assert.match(await notice.textContent(), /banned/);
+    assert.equal(await carol.page.locator("#chat").isHidden(), true);
+    await carol.page.screenshot({ path: `${ARTIFACTS}carol-banned.png` });
+  });
+
+  test("a page from an origin not in the allowlist cannot call the gateway", async () => {
+    const mallory = await openPage("evil.localhost");
+    await mallory.page.fill("#user-id", "mallory");
+    await mallory.page.click("#login-form button");
+    const error = mallory.page.locator("#login-error");
+    await error.waitFor({ state: "visible", timeout: 5_000 });
+    assert.match(await error.textContent(), /Cannot reach the gateway/);
+    assert.ok(
+      mallory.console.some((line) => line.includes("blocked by CORS policy")),
+      mallory.console.join("\n"),
+    );
+    assert.equal(await mallory.page.evaluate(() => window.webChat ?? null), null);
+    assert.equal(await mallory.page.locator("#chat").isHidden(), true);
+  });
+});
