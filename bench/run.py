@@ -264,6 +264,7 @@ def gateway_env(port: int, redis_url: str, upstream: str, user_service: str) -> 
         "MESSENGER_GW_OPENIM_API_URL": upstream,
         "MESSENGER_GW_OPENIM_SECRET": "bench",
         "MESSENGER_GW_OPENIM_WS_URL": "ws://127.0.0.1:10001",
+        "MESSENGER_GW_PUBLIC_IM_URL": f"http://{LOOPBACK}:{port}/im",
         "MESSENGER_GW_USER_SERVICE_URL": user_service,
         "MESSENGER_GW_USER_SERVICE_TOKEN": "bench-user-service-token",
         "MESSENGER_GW_PHASE": "4",

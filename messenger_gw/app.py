@@ -166,7 +166,11 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics=metrics,
     )
     app[PROVISIONER] = Provisioner(
-        bans, im_tokens, ws_url=settings.openim_ws_url, min_remaining=settings.login.im_token_min_remaining
+        bans,
+        im_tokens,
+        ws_url=settings.openim_ws_url,
+        api_addr=settings.public_im_url,
+        min_remaining=settings.login.im_token_min_remaining,
     )
     app[CONVERSATION_ACCESS] = ConversationAccess(app[OPENIM], app[ADMIN_TOKENS], app[INVALIDATION])
     app[auth.HANDSHAKE_RATE_LIMIT] = RateLimit(store, "handshake", settings.handshake_rate_limit)

@@ -190,6 +190,7 @@ class Settings:
     openim_secret: Secret
     openim_admin_user_id: str
     openim_ws_url: str
+    public_im_url: str  # the public base of /im: the SDK's apiAddr at login, OpenIM's X-Request-Api
     openim_timeouts: UpstreamTimeouts
     openim_max_connections: int
     admin_token_max_age: float
@@ -215,9 +216,10 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str], *, dev: bool) -> Settings:
         env = _Reader(environ)
         production = not dev
+        listen = env.read("LISTEN", _host_port, default="127.0.0.1:8080" if dev else "0.0.0.0:8080")
         settings = cls(
             dev=dev,
-            listen=env.read("LISTEN", _host_port, default="127.0.0.1:8080" if dev else "0.0.0.0:8080"),
+            listen=listen,
             redis_url=env.read_optional(
                 "REDIS_URL",
                 _redis_url,
@@ -242,6 +244,10 @@ class Settings:
                 "OPENIM_WS_URL",
                 _url(("ws", "wss")),
                 default=DEV_OPENIM_WS_URL if dev else None,
+            ),
+            # Dev mode serves /im itself, at LISTEN.
+            public_im_url=env.read(
+                "PUBLIC_IM_URL", _url(("http", "https")), default=f"{listen.url}/im" if dev else None
             ),
             openim_timeouts=UpstreamTimeouts(
                 connect=env.read("OPENIM_CONNECT_TIMEOUT", _seconds(0.01, 60), default="2"),
@@ -338,6 +344,7 @@ class Settings:
         yield PREFIX + "OPENIM_SECRET", "********"
         yield PREFIX + "OPENIM_ADMIN_USER_ID", self.openim_admin_user_id
         yield PREFIX + "OPENIM_WS_URL", self.openim_ws_url
+        yield PREFIX + "PUBLIC_IM_URL", self.public_im_url
         yield PREFIX + "OPENIM_CONNECT_TIMEOUT", f"{t.connect:g}"
         yield PREFIX + "OPENIM_POOL_TIMEOUT", f"{t.pool:g}"
         yield PREFIX + "OPENIM_READ_TIMEOUT", f"{t.read:g}"

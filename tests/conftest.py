@@ -277,6 +277,7 @@ def gateway_settings(openim_url: str, *, redis_url: str | None = None, **extra: 
         "MESSENGER_GW_OPENIM_API_URL": openim_url,
         "MESSENGER_GW_OPENIM_SECRET": "openIM123",
         "MESSENGER_GW_OPENIM_WS_URL": "ws://127.0.0.1:10001",
+        "MESSENGER_GW_PUBLIC_IM_URL": "https://chat.example.com/im",
         "MESSENGER_GW_REDIS_URL": redis_url or f"redis://{LOOPBACK}:{free_port()}",
         "MESSENGER_GW_USER_SERVICE_URL": f"http://{LOOPBACK}:{free_port()}",
         "MESSENGER_GW_USER_SERVICE_TOKEN": USER_SERVICE_TOKEN,

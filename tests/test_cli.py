@@ -25,6 +25,7 @@ PRODUCTION = {
     "MESSENGER_GW_OPENIM_API_URL": "http://127.0.0.1:10002",
     "MESSENGER_GW_OPENIM_SECRET": "s3cr3t-value",
     "MESSENGER_GW_OPENIM_WS_URL": "ws://127.0.0.1:10001",
+    "MESSENGER_GW_PUBLIC_IM_URL": "http://127.0.0.1:8080/im",
     "MESSENGER_GW_USER_SERVICE_URL": "http://127.0.0.1:8000",
     "MESSENGER_GW_USER_SERVICE_TOKEN": "user-service-token-value",
 }
@@ -161,6 +162,7 @@ def run_readme_client_steps(gateway: str) -> None:
     assert len(orjson.loads(handshake)["sessionId"]) == 22
     assert orjson.loads(login)["userID"] == "alice"
     assert orjson.loads(login)["imToken"].count(".") == 2
+    assert orjson.loads(login)["apiAddr"] == gateway + "/im", "what the OpenIM SDK takes as its apiAddr"
     assert orjson.loads(session)["userID"] == "alice"
     assert orjson.loads(self_info)["data"]["userID"] == "alice"
     assert orjson.loads(sent)["errCode"] == 0

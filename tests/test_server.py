@@ -158,6 +158,7 @@ async def test_serve_with_workers_shares_the_port_and_stops_them_all(
         "MESSENGER_GW_OPENIM_API_URL": base_url(sandbox_server),
         "MESSENGER_GW_OPENIM_SECRET": "openIM123",
         "MESSENGER_GW_OPENIM_WS_URL": "ws://127.0.0.1:10001",
+        "MESSENGER_GW_PUBLIC_IM_URL": f"http://{LOOPBACK}:{port}/im",
         "MESSENGER_GW_USER_SERVICE_URL": "http://127.0.0.1:9",
         "MESSENGER_GW_USER_SERVICE_TOKEN": "user-service-token-value",
     }

@@ -11,6 +11,7 @@ PRODUCTION = {
     "MESSENGER_GW_OPENIM_API_URL": "http://openim-api:10002",
     "MESSENGER_GW_OPENIM_SECRET": "s3cr3t-value",
     "MESSENGER_GW_OPENIM_WS_URL": "wss://chat.example.com/ws",
+    "MESSENGER_GW_PUBLIC_IM_URL": "https://chat.example.com/im",
     "MESSENGER_GW_USER_SERVICE_URL": "http://users:8000",
     "MESSENGER_GW_USER_SERVICE_TOKEN": "user-service-token-value",
 }
@@ -23,6 +24,17 @@ def test_dev_mode_needs_no_variables() -> None:
     assert settings.openim_secret == Secret("openIM123")
     assert settings.openim_admin_user_id == "imAdmin"
     assert settings.listen == HostPort("127.0.0.1", 8080)
+
+
+def test_the_public_base_of_im_is_dev_modes_own_and_has_no_trailing_slash() -> None:
+    dev = Settings.from_env({"MESSENGER_GW_LISTEN": "127.0.0.1:9090"}, dev=True)
+    assert dev.public_im_url == "http://127.0.0.1:9090/im"
+    given = PRODUCTION | {"MESSENGER_GW_PUBLIC_IM_URL": "https://chat.example.com/im/"}
+    assert Settings.from_env(given, dev=False).public_im_url == "https://chat.example.com/im", (
+        "the SDK appends each path to it: a trailing / would make //"
+    )
+    with pytest.raises(ConfigError, match="PUBLIC_IM_URL"):
+        Settings.from_env(PRODUCTION | {"MESSENGER_GW_PUBLIC_IM_URL": "wss://chat.example.com/im"}, dev=False)
 
 
 def test_production_reads_every_variable() -> None:
@@ -48,7 +60,7 @@ def test_production_reads_every_variable() -> None:
     assert settings.log_level == "debug"
 
 
-@pytest.mark.parametrize("variable", ["REDIS_URL", "OPENIM_API_URL", "OPENIM_SECRET", "OPENIM_WS_URL"])
+@pytest.mark.parametrize("variable", ["REDIS_URL", "OPENIM_API_URL", "OPENIM_SECRET", "OPENIM_WS_URL", "PUBLIC_IM_URL"])
 def test_production_requires_each_connection_variable(variable: str) -> None:
     env = dict(PRODUCTION)
     del env["MESSENGER_GW_" + variable]

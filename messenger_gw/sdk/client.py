@@ -119,7 +119,8 @@ class GatewayClient:
         return self.state
 
     async def login(self, credentials: Mapping[str, Any]) -> Any:
-        """Log the session in; answers ``{"userID", "imToken", "wsURL", "expiresAt"}``."""
+        """Log the session in; answers ``{"userID", "imToken", "wsURL", "apiAddr", "expiresAt"}``: an OpenIM SDK
+        client logs in to OpenIM with ``imToken``, ``wsURL`` as its ``wsAddr`` and ``apiAddr`` as its ``apiAddr``."""
         return _checked(await self.request("POST", "/auth/login", {"credentials": dict(credentials)}))
 
     async def logout(self) -> None:

@@ -61,9 +61,10 @@ async def test_a_new_user_is_registered_and_gets_a_stored_token(
 ) -> None:
     client, reply = await log_in(gateway, "alice", 5)
     async with client:
-        assert set(reply) == {"userID", "imToken", "wsURL", "expiresAt"}
+        assert set(reply) == {"userID", "imToken", "wsURL", "apiAddr", "expiresAt"}
         assert reply["userID"] == "alice"
         assert reply["wsURL"] == "ws://127.0.0.1:10001"
+        assert reply["apiAddr"] == "https://chat.example.com/im", "PUBLIC_IM_URL, the OpenIM SDK's apiAddr"
         assert sandbox.users["alice"]["nickname"] == "Alice"
         caller, _ = sandbox.verify_token(reply["imToken"])
         assert (caller.user_id, caller.platform_id) == ("alice", 5)
@@ -274,6 +275,7 @@ async def test_internal_provision_provisions_for_the_user_service(
     status, body = await provision(gateway, {"userID": "olga", "platformID": 1, "nickname": "Olga"})
     assert status == 200
     assert body["userID"] == "olga"
+    assert body["apiAddr"] == "https://chat.example.com/im"
     assert sandbox.users["olga"]["nickname"] == "Olga"
     sandbox.verify_token(body["imToken"])
 
