@@ -1,6 +1,8 @@
 // GatewayClient against a real `messenger-gw dev` (the gateway and its embedded OpenIM sandbox).
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
 
 import { GatewayClient, GatewayError, LoggedOut, nobleCrypto, webCrypto } from "../dist/index.js";
 import { DEV_ADMIN_KEY, DEV_OTP_CODE, startDevGateway } from "./helpers.mjs";
@@ -75,6 +77,23 @@ for (const [name, crypto] of [
     assert.deepEqual(recorded.seen, [{ path: "/auth/session", status: 401 }]);
   });
 }
+
+test("a runtime with getRandomValues but no crypto.subtle (React Native's Hermes) logs in with noble", async () => {
+  // A process of its own: the backend is probed once per process.
+  const script = `
+    const { getRandomValues } = globalThis.crypto;
+    Object.defineProperty(globalThis, "crypto", { value: { getRandomValues: getRandomValues.bind(globalThis.crypto) } });
+    const { GatewayClient, webCryptoHasX25519 } = await import(${JSON.stringify(new URL("../dist/index.js", import.meta.url).href)});
+    const gw = new GatewayClient({ baseURL: process.argv[1], platformID: 2 });
+    const login = await gw.login({ userID: "hermes_user", code: "${DEV_OTP_CODE}" });
+    const self = await gw.call("/im/user/get_self_user_info", {});
+    console.log(JSON.stringify({ probe: await webCryptoHasX25519(), backend: (await gw.crypto()).name, user: self.userID, login: login.userID }));
+  `;
+  const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script, gateway.url], {
+    timeout: 20_000,
+  });
+  assert.deepEqual(JSON.parse(stdout), { probe: false, backend: "noble", user: "hermes_user", login: "hermes_user" });
+});
 
 test("a body and a query are signed as sent", async () => {
   const gw = client();

@@ -25,6 +25,8 @@ const CHROMIUM_ARGS = [
   "--disable-background-networking",
   "--disable-component-update",
   "--disable-sync",
+  // A host that is no secure context (plain HTTP, not localhost): a page without crypto.subtle.
+  "--host-resolver-rules=MAP plain.test 127.0.0.1",
 ];
 const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
 const REAL_TIME_MS = 1000;
@@ -35,7 +37,7 @@ const pages = [];
 
 before(async () => {
   gateway = await startDevGateway(({ port }) => ({
-    CORS_ALLOWED_ORIGINS: `http://app.localhost:${port}`,
+    CORS_ALLOWED_ORIGINS: `http://app.localhost:${port},http://plain.test:${port}`,
     HANDSHAKE_RATE_LIMIT: "0",
   }));
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
@@ -142,11 +144,11 @@ describe("the demo web chat in Chromium", () => {
     // What an expiry, or a revocation on another replica, looks like to the page: the gateway
     // no longer knows the session.
     await new GatewayClient({ baseURL: gateway.url, platformID: 5, state: before }).logout();
-    alice.requests.length = 0;
+    const mark = alice.requests.length;
 
     await openChatWith(alice.page, "bob"); // a signed /im call through the client
     assert.deepEqual(
-      alice.requests.filter((r) => r.includes("/auth/") || r.includes("get_users_info")),
+      alice.requests.slice(mark).filter((r) => r.includes("/auth/") || r.includes("get_users_info")),
       ["POST /im/user/get_users_info", "POST /auth/handshake", "POST /auth/login", "POST /im/user/get_users_info"],
     );
     const after = await alice.page.evaluate(() => window.webChat.gw.state);
@@ -173,6 +175,19 @@ describe("the demo web chat in Chromium", () => {
     assert.match(await notice.textContent(), /banned/);
     assert.equal(await carol.page.locator("#chat").isHidden(), true);
     await carol.page.screenshot({ path: `${ARTIFACTS}carol-banned.png` });
+  });
+
+  test("a page without WebCrypto (plain HTTP off localhost) logs in with the noble fallback", async () => {
+    const dave = await logIn("dave", "plain.test");
+    assert.equal(await dave.page.evaluate(() => isSecureContext), false);
+    assert.equal(await dave.page.evaluate(async () => (await window.webChat.gw.crypto()).name), "noble");
+    assert.ok(dave.requests.some((r) => /^GET \/demo\/build\/noble-.*\.js$/.test(r)), dave.requests.join("\n"));
+    // The pages that have WebCrypto never fetched it.
+    assert.ok(!alice.requests.concat(bob.requests).some((r) => r.includes("noble")));
+    await openChatWith(dave.page, "alice");
+    await send(dave.page, "from a plain page");
+    await shownWithin(listEntry(alice.page, "si_alice_dave").locator(".latest", { hasText: "from a plain page" }), REAL_TIME_MS);
+    assert.deepEqual(dave.errors, []);
   });
 
   test("a page from an origin not in the allowlist cannot call the gateway", async () => {
