@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -46,7 +45,7 @@ from messenger_gw.openim import (
     read_envelope,
 )
 from messenger_gw.operation_id import OPERATION_ID
-from messenger_gw.settings import SETTINGS, Network
+from messenger_gw.settings import SETTINGS, Settings
 from messenger_gw.store import StoreError
 
 from .route_policy import ROUTE_TABLE, NotAParty, Route, RouteNotFound
@@ -56,13 +55,14 @@ log = logging.getLogger(__name__)
 PEEK_BYTES = 64 * 1024
 COMPRESS_FROM_BYTES = 1024
 UNLISTED_LABEL = "/im/{unlisted}"
+JSON = "application/json"
 
 # The lists the legacy chat service's proxy drops too (edge/forwarding.py).
 HOP_BY_HOP, CLIENT_CREDENTIALS = edge.HOP_BY_HOP, edge.CLIENT_CREDENTIALS
 # Set by the gateway itself, or meaningless once the body may have been rewritten.
 REPLACED = frozenset(
     {"host", "content-length", "content-type", "accept-encoding", "x-forwarded-for", "x-forwarded-proto",
-     "x-forwarded-host", "x-real-ip", "forwarded"}
+     "x-forwarded-host", "x-real-ip", "forwarded", "x-request-api"}
 )  # fmt: skip
 SDK_ONLY = frozenset({"reqfuncname"})  # the OpenIM SDK's name for the call it makes; OpenIM reads nothing of it
 NOT_FORWARDED = HOP_BY_HOP | CLIENT_CREDENTIALS | REPLACED | SDK_ONLY
@@ -123,6 +123,8 @@ async def apply_route_policy(request: web.Request, caller: Caller) -> tuple[Rout
     request[ROUTE_LABEL] = route.label
     assert caller.user_id is not None
     raw = await request.read()
+    if route.opaque:  # OpenIM reads the caller from the token there, whatever the body says
+        return route, raw
     empty = is_blank(raw)
     body = {} if empty else parse_json_object(raw)
     route.apply(body, caller.user_id, caller.platform_id)
@@ -197,14 +199,14 @@ async def recover_token_errors(request: web.Request, caller: Caller, route: Rout
 async def forward(request: web.Request, caller: Caller, route: Route, body: bytes, token: str) -> web.StreamResponse:
     if route.answer == "self_user_info":
         return await _self_user_info(request, caller, token)
-    headers = _upstream_headers(request, token, request.app[SETTINGS].trusted_proxies)
+    headers = _upstream_headers(request, token, request.app[SETTINGS], opaque=route.opaque)
     query = request.raw_path.partition("?")[2]
     exchange = request.app[OPENIM].exchange(route.path, body, headers, query=query)
     async with exchange as answer:
         return await _relay(request, route, answer, exchange)
 
 
-def _upstream_headers(request: web.Request, token: str, trusted: Sequence[Network]) -> list[tuple[str, str]]:
+def _upstream_headers(request: web.Request, token: str, settings: Settings, *, opaque: bool) -> list[tuple[str, str]]:
     dropped = NOT_FORWARDED
     if "Connection" in request.headers:  # and the fields it names, hop-by-hop too
         named = {name.strip().lower() for value in request.headers.getall("Connection") for name in value.split(",")}
@@ -219,10 +221,14 @@ def _upstream_headers(request: web.Request, token: str, trusted: Sequence[Networ
     headers += [
         ("token", token),
         ("operationID", request[OPERATION_ID]),
-        ("Content-Type", "application/json"),
-        ("X-Forwarded-For", forwarded_for(request, trusted)),
+        # An opaque body is what the client sent: protobuf on the /jssdk routes, which OpenIM tells by it.
+        ("Content-Type", request.headers.get("Content-Type", JSON) if opaque else JSON),
+        ("X-Forwarded-For", forwarded_for(request, settings.trusted_proxies)),
         ("X-Forwarded-Proto", request.scheme),
     ]
+    if settings.public_im_url is not None:
+        # The base of the URLs OpenIM answers on /object/* (setURLPrefix): the client's /im, never its Host.
+        headers.append(("X-Request-Api", settings.public_im_url))
     return headers
 
 

@@ -12,6 +12,8 @@ one way, so no spelling of a refused field slips past.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import re
 from collections.abc import Iterator, Sequence
@@ -19,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from aiohttp import web
 
 from messenger_gw import errors, route_tables
@@ -33,6 +36,7 @@ ROUTE_KEYS = frozenset(
         "token",
         "bind",
         "fill",
+        "bind_any",
         "bind_each",
         "bind_platform",
         "allow",
@@ -42,11 +46,19 @@ ROUTE_KEYS = frozenset(
         "conversations",
         "groups",
         "changes_members",
+        "object_names",
+        "form_data_ids",
+        "opaque",
         "answer",
     }
 )
-_PATH = re.compile(r"(/[a-z_]+)+")
+_PATH = re.compile(r"(/[A-Za-z_]+)+")  # OpenIM spells two routes with capitals (get_recv_group_applicationList)
 _SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[\])?")
+_RAW_BASE64 = re.compile(rb"[A-Za-z0-9+/]*")
+# Where v3.8.3's InitiateFormData puts a user's upload (internal/rpc/third/s3.go):
+# path.Join(cont.DirectPath, <yyyymmdd>, <userID>, <32 hex digits> + path.Ext(name)).
+_FORM_DATA_FILE = re.compile(r"[0-9a-f]{32}(\.[^/]*)?")
+_DATE = re.compile(r"[0-9]{8}")
 
 
 class RouteTableError(ValueError):
@@ -140,6 +152,7 @@ class Route:
     token_mode: Literal["user", "admin"] = "user"
     bind: tuple[FieldPath, ...] = ()
     fill: frozenset[str] = frozenset()
+    bind_any: tuple[FieldPath, ...] = ()
     bind_each: tuple[FieldPath, ...] = ()
     bind_platform: tuple[FieldPath, ...] = ()
     allow: tuple[tuple[FieldPath, tuple[object, ...]], ...] = ()
@@ -149,6 +162,9 @@ class Route:
     conversations: tuple[FieldPath, ...] = ()
     groups: tuple[FieldPath, ...] = ()
     changes_members: tuple[FieldPath, ...] = ()
+    object_names: tuple[FieldPath, ...] = ()
+    form_data_ids: tuple[FieldPath, ...] = ()
+    opaque: bool = False
     answer: str | None = None
 
     @property
@@ -161,8 +177,8 @@ class Route:
         """Whether a rule reads the body. Then OpenIM must get the body as the rules read it, re-encoded:
         Go's decoder merges an object given twice under one key, where the rules saw only the last."""
         return any(
-            (self.bind, self.bind_each, self.bind_platform, self.allow, self.refuse, self.peer, self.drop,
-             self.conversations, self.groups, self.changes_members)
+            (self.bind, self.bind_any, self.bind_each, self.bind_platform, self.allow, self.refuse, self.peer,
+             self.drop, self.conversations, self.groups, self.changes_members, self.object_names, self.form_data_ids)
         )  # fmt: skip
 
     def apply(self, body: dict[str, Any], user_id: str, platform_id: int) -> None:
@@ -177,6 +193,12 @@ class Route:
                     raise errors.InvalidField(f"{field.text} must be a string")
                 elif value != user_id:
                     raise FieldNamesAnotherUser(f"{field.text} must be the caller's own userID")
+        if self.bind_any:
+            named = [value for field in self.bind_any for value in field.values(body)]
+            if not all(isinstance(value, str) for value in named):
+                raise errors.InvalidField(f"{', '.join(f.text for f in self.bind_any)} must be strings")
+            if user_id not in named:
+                raise FieldNamesAnotherUser(f"one of {', '.join(f.text for f in self.bind_any)} must be the caller")
         for field in self.bind_each:
             for obj, name, key in field.slots(body):
                 value = obj.get(key) if key is not None else None
@@ -214,6 +236,13 @@ class Route:
             peers = single_chat_peers(user_id, conversation_ids[0]) if conversation_ids else set()
             if named[0] not in peers:
                 raise ValueNotAllowed(f"{field.text} must be the other party of {conversation.text}")
+        for field in self.object_names:
+            _check_object_name(field.text, field.values(body), user_id)
+        for field in self.form_data_ids:
+            for value in _required(field, body):
+                if not isinstance(value, str):
+                    raise errors.InvalidField(f"{field.text} must be a string")
+                _check_form_data_id(field.text, value, user_id)
         for field in self.drop:
             for obj, _, key in field.slots(body):
                 if key is not None:
@@ -228,6 +257,48 @@ class Route:
     def changed_groups(self, body: dict[str, Any]) -> set[str]:
         """The groups whose membership this request may change."""
         return _strings(self.changes_members, body)
+
+
+def _required(field: FieldPath, body: dict[str, Any]) -> list[Any]:
+    values = field.values(body)
+    if not values:
+        raise errors.InvalidField(f"{field.text} is required")
+    return values
+
+
+def _check_object_name(text: str, values: list[Any], user_id: str) -> None:
+    """OpenIM's own rule for a user's upload (``checkUploadName``): the name lies under ``<userID>/``."""
+    if not values:
+        raise errors.InvalidField(f"{text} is required")
+    for value in values:
+        if not isinstance(value, str):
+            raise errors.InvalidField(f"{text} must be a string")
+        if not value.startswith(user_id + "/"):
+            raise FieldNamesAnotherUser(f"{text} must start with the caller's userID and /")
+
+
+def _check_form_data_id(text: str, value: str, user_id: str) -> None:
+    """OpenIM's form-data upload ID is base64 (no padding) of unsigned JSON naming the object and its
+    storage key, which complete_form_data believes: both must be the caller's. Read as Go reads it
+    (``base64.RawStdEncoding``, ``encoding/json`` into a struct: keys matched case-insensitively)."""
+    raw = value.encode()
+    # Go's decoder skips CR and LF and refuses padding; refusing both here leaves no reading but Go's.
+    if not _RAW_BASE64.fullmatch(raw) or len(raw) % 4 == 1:
+        raise errors.InvalidField(f"{text} is not OpenIM's upload ID")
+    try:
+        mate = orjson.loads(base64.b64decode(raw + b"=" * (-len(raw) % 4), validate=True))
+    except (binascii.Error, orjson.JSONDecodeError):
+        raise errors.InvalidField(f"{text} is not OpenIM's upload ID") from None
+    if not isinstance(mate, dict):
+        raise errors.InvalidField(f"{text} is not OpenIM's upload ID")
+    _check_object_name(f"{text}: name", FieldPath.parse("name").values(mate), user_id)
+    keys = FieldPath.parse("key").values(mate)
+    if len(keys) != 1 or not isinstance(keys[0], str):
+        raise errors.InvalidField(f"{text}: key is required")
+    folder, _, file = keys[0].rpartition("/")
+    date = folder.removeprefix("openim/direct/").removesuffix(f"/{user_id}")
+    if folder != f"openim/direct/{date}/{user_id}" or not _DATE.fullmatch(date) or not _FORM_DATA_FILE.fullmatch(file):
+        raise FieldNamesAnotherUser(f"{text}: key must be the caller's own upload")
 
 
 def _among(value: object, values: Sequence[object]) -> bool:
@@ -288,6 +359,9 @@ def _route(entry: dict[str, Any]) -> Route:
 
     bind = paths("bind")
     fill = paths("fill")
+    bind_any = paths("bind_any")
+    if len(bind_any) == 1 or any(f.has_lists for f in bind_any):
+        raise ValueError("bind_any names two fields or more, none with [] in its path")
     if not {f.text for f in fill} <= {b.text for b in bind}:
         raise ValueError("every fill field must also be a bind field")
 
@@ -305,6 +379,9 @@ def _route(entry: dict[str, Any]) -> Route:
     peer = tuple((FieldPath.parse(k), FieldPath.parse(v)) for k, v in peer_table.items())
     if any(f.has_lists or c.has_lists for f, c in peer):
         raise ValueError("peer fields name one user and one conversation: no [] in their paths")
+    opaque = entry.get("opaque", False)
+    if not isinstance(opaque, bool):
+        raise ValueError("opaque must be true or false")
     answer = entry.get("answer")
     if answer is not None and answer not in ANSWERS:
         raise ValueError(f"answer must be one of {sorted(ANSWERS)}")
@@ -314,6 +391,7 @@ def _route(entry: dict[str, Any]) -> Route:
         token_mode=token_mode,
         bind=bind,
         fill=frozenset(f.text for f in fill),
+        bind_any=bind_any,
         bind_each=paths("bind_each"),
         bind_platform=paths("bind_platform"),
         allow=values("allow"),
@@ -323,8 +401,13 @@ def _route(entry: dict[str, Any]) -> Route:
         conversations=paths("conversations"),
         groups=paths("groups"),
         changes_members=paths("changes_members"),
+        object_names=paths("object_names"),
+        form_data_ids=paths("form_data_ids"),
+        opaque=opaque,
         answer=answer,
     )
+    if opaque and (route.reads_body or answer is not None):
+        raise ValueError("opaque passes the body on untouched: no rule may read it, and no answer")
     if token_mode == "admin" and not (route.bind and route.fill and route.allow):
         # The admin token acts for anyone: only with the sender bound to the caller and the content restricted.
         raise ValueError('token = "admin" needs bind, fill and allow, so the caller can act only as themselves')

@@ -40,7 +40,7 @@ async def alice(gateway: Gateway) -> AsyncIterator[GatewayClient]:
 
 async def im(client: GatewayClient, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
     """POST a signed /im request; (status, JSON body, response headers)."""
-    raw = orjson.dumps({} if body is None else body)
+    raw = body if isinstance(body, bytes) else orjson.dumps({} if body is None else body)
     plain = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
     signed = client.signed_headers("POST", path, raw) | plain | (headers or {})
     async with (

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from messenger_gw import errors
@@ -231,3 +233,131 @@ def test_a_broken_route_table_stops_start_up_with_one_line(tmp_path: Path) -> No
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("messenger-gw: route table error: ")
     assert "unknown key(s) ['bnid']" in line
+
+
+# -- the SDK surface's rules: a pair naming the caller, object names, form-data upload IDs, opaque bodies -------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[route]]\npath = "/m/x"\nphase = 3\nbind_any = ["a"]', "bind_any names two fields or more"),
+        ('[[route]]\npath = "/m/x"\nphase = 3\nbind_any = ["a[]", "b"]', "none with [] in its path"),
+        ('[[route]]\npath = "/m/x"\nphase = 3\nopaque = 1', "opaque must be true or false"),
+        ('[[route]]\npath = "/m/x"\nphase = 3\nopaque = true\nbind = ["userID"]', "no rule may read it"),
+        ('[[route]]\npath = "/m/x"\nphase = 3\nopaque = true\nanswer = "self_user_info"', "and no answer"),
+        ('[[route]]\npath = "/m/x"\nphase = 3\nobject_names = "name"', "object_names must be a list"),
+    ],
+)
+def test_mistakes_in_the_sdk_rules_are_named(text: str, message: str) -> None:
+    with pytest.raises(RouteTableError, match=r"^test\.toml") as error:
+        table(text)
+    assert message in str(error.value)
+
+
+def test_openims_capitalised_route_names_are_paths() -> None:
+    assert table('[[route]]\npath = "/group/get_recv_group_applicationList"\nphase = 4').live(
+        "/group/get_recv_group_applicationList", 4
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "outcome"),
+    [
+        ({"fromUserID": "me", "toUserID": "bob"}, None),
+        ({"fromUserID": "bob", "toUserID": "me"}, None),
+        ({"FROMUSERID": "bob", "touserid": "me"}, None),
+        ({"fromUserID": "bob", "toUserID": "carol"}, FieldNamesAnotherUser),
+        ({"fromUserID": "bob"}, FieldNamesAnotherUser),
+        ({}, FieldNamesAnotherUser),
+        ({"fromUserID": "me", "FromUserID": "bob", "toUserID": "x"}, errors.InvalidField),
+        ({"fromUserID": ["me"], "toUserID": "bob"}, errors.InvalidField),
+    ],
+)
+def test_a_pair_must_include_the_caller(body: dict[str, Any], outcome: type[Exception] | None) -> None:
+    route = packaged("/friend/get_designated_friend_apply")
+    if outcome is None:
+        route.apply(body, "me", 1)
+    else:
+        with pytest.raises(outcome):
+            route.apply(body, "me", 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "outcome"),
+    [
+        ("me/photo.png", None),
+        ("me/a/b/c", None),
+        ("bob/photo.png", FieldNamesAnotherUser),
+        ("me", FieldNamesAnotherUser),
+        ("meme/photo.png", FieldNamesAnotherUser),
+        ("/me/photo.png", FieldNamesAnotherUser),
+        ("ME/photo.png", FieldNamesAnotherUser),
+        (None, errors.InvalidField),
+        (7, errors.InvalidField),
+    ],
+)
+@pytest.mark.parametrize(
+    "path", ["/object/initiate_multipart_upload", "/object/complete_multipart_upload", "/object/initiate_form_data"]
+)
+def test_an_upload_names_an_object_under_the_callers_folder(
+    path: str, name: object, outcome: type[Exception] | None
+) -> None:
+    route = packaged(path)
+    body: dict[str, Any] = {} if name is None else {"Name": name}
+    if outcome is None:
+        route.apply(body, "me", 1)
+    else:
+        with pytest.raises(outcome):
+            route.apply(body, "me", 1)
+
+
+def raw_base64(value: object) -> str:
+    return base64.b64encode(orjson.dumps(value)).decode().rstrip("=")
+
+
+OWN_KEY = "openim/direct/20250114/me/" + "0f" * 16 + ".png"
+
+
+@pytest.mark.parametrize(
+    ("upload_id", "outcome"),
+    [
+        (raw_base64({"name": "me/x.png", "key": OWN_KEY, "size": 5}), None),
+        (raw_base64({"NAME": "me/x.png", "Key": "openim/direct/20250114/me/" + "0f" * 16}), None),
+        (raw_base64({"name": "bob/x.png", "key": OWN_KEY}), FieldNamesAnotherUser),
+        (raw_base64({"name": "me/x.png", "key": OWN_KEY.replace("/me/", "/bob/")}), FieldNamesAnotherUser),
+        (raw_base64({"name": "me/x.png", "key": "openim/data/hash/" + "0f" * 16}), FieldNamesAnotherUser),
+        (raw_base64({"name": "me/x.png", "key": "openim/direct/2025011/me/" + "0f" * 16}), FieldNamesAnotherUser),
+        (raw_base64({"name": "me/x.png", "key": OWN_KEY + "/../../bob/y"}), FieldNamesAnotherUser),
+        (raw_base64({"name": "me/x.png", "key": "x/openim/direct/20250114/me/" + "0f" * 16}), FieldNamesAnotherUser),
+        (raw_base64({"name": "me/x.png"}), errors.InvalidField),
+        (raw_base64({"name": "me/x.png", "key": 7}), errors.InvalidField),
+        (raw_base64({"key": OWN_KEY}), errors.InvalidField),
+        (raw_base64({"name": "me/x.png", "Name": "bob/x.png", "key": OWN_KEY}), errors.InvalidField),
+        (raw_base64(["me/x.png", OWN_KEY]), errors.InvalidField),
+        (base64.b64encode(orjson.dumps({"name": "me/xx.png", "key": OWN_KEY})).decode(), errors.InvalidField),
+        (raw_base64({"name": "me/x.png", "key": OWN_KEY})[:-1] + "\n", errors.InvalidField),
+        ("bm90IGpzb24", errors.InvalidField),  # "not json"
+        ("a", errors.InvalidField),
+        (7, errors.InvalidField),
+        (None, errors.InvalidField),
+    ],
+)
+def test_a_form_data_upload_id_must_name_the_callers_object_and_storage_key(
+    upload_id: object, outcome: type[Exception] | None
+) -> None:
+    route = packaged("/object/complete_form_data")
+    body: dict[str, Any] = {} if upload_id is None else {"id": upload_id}
+    if outcome is None:
+        route.apply(body, "me", 1)
+        assert body == {"id": upload_id}, "passed on as it came"
+    else:
+        with pytest.raises(outcome):
+            route.apply(body, "me", 1)
+
+
+def test_the_jssdk_routes_pass_their_bodies_untouched() -> None:
+    for path in ("/jssdk/get_conversations", "/jssdk/get_active_conversations"):
+        route = packaged(path)
+        assert route.opaque
+        assert not route.reads_body

@@ -13,6 +13,7 @@ boolean as it was.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -169,7 +170,56 @@ def values_for(role: str, group_ids: list[str], allowed: tuple[object, ...] = ()
         return mostly(conversation_ids(group_ids), JSON_SCALAR)
     if role == "groups":
         return mostly(st.sampled_from(group_ids[:1]), st.sampled_from(group_ids) | st.text(max_size=12) | JSON_SCALAR)
+    if role == "object_names":
+        return mostly(OBJECT_NAMES, JSON_SCALAR)
+    if role == "form_data_ids":
+        return mostly(form_data_ids(), JSON_SCALAR | st.text(max_size=12))
     return JSON
+
+
+# Object names under the caller's folder, and names that only look like it.
+OBJECT_NAMES = mostly(
+    st.sampled_from([f"{CALLER}/a.png", f"{CALLER}/x/y", f"{CALLER}/"]),
+    st.sampled_from(
+        ["bob/a.png", CALLER, f"{CALLER.upper()}/a.png", f"{CALLER}_/a.png", f"/{CALLER}/a.png", "", f" {CALLER}/a"]
+    ),
+)
+UPLOAD_FILE = "0f" * 16 + ".png"
+STORAGE_KEYS = mostly(
+    st.sampled_from([f"openim/direct/20250114/{CALLER}/{UPLOAD_FILE}", f"openim/direct/20250114/{CALLER}/" + "1" * 32]),
+    st.sampled_from(
+        [
+            f"openim/direct/20250114/bob/{UPLOAD_FILE}",
+            f"openim/direct/2025011/{CALLER}/{UPLOAD_FILE}",
+            f"openim/direct/20250114/{CALLER}/x/{UPLOAD_FILE}",
+            f"openim/direct/20250114/{CALLER}/../bob/{UPLOAD_FILE}",
+            "openim/data/hash/" + "0f" * 16,
+            f"x/openim/direct/20250114/{CALLER}/{UPLOAD_FILE}",
+        ]
+    ),
+)
+
+
+@st.composite
+def form_data_ids(draw: st.DrawFn) -> str:
+    """OpenIM's form-data upload ID (base64 without padding of the JSON of name, key and the rest), its name
+    and key the caller's or not, spelt in any case, given twice, padded, broken by a newline."""
+    mate: dict[str, Any] = {}
+    for name, values in (("name", OBJECT_NAMES), ("key", STORAGE_KEYS), ("size", st.integers(0, 9))):
+        if draw(st.integers(0, 9)) > 0:
+            mate[draw(spellings(name))] = draw(JSON_SCALAR if draw(st.integers(0, 9)) == 0 else values)
+    raw = orjson.dumps(mate)
+    if mate and draw(st.integers(0, 4)) == 0:  # a key again, another value: Go takes the last
+        name = draw(st.sampled_from(["name", "key"]))
+        twin = orjson.dumps({draw(spellings(name)): draw(OBJECT_NAMES if name == "name" else STORAGE_KEYS)})
+        raw = raw[:-1] + b"," + twin[1:]
+    text = base64.b64encode(raw).decode()
+    shape = draw(st.integers(0, 9))
+    if shape == 0:
+        return text  # padded: RawStdEncoding refuses it (unless there is none to strip)
+    if shape == 1:
+        return text.rstrip("=")[:-2] + "\n" + text.rstrip("=")[-2:]  # Go skips the newline
+    return text.rstrip("=")
 
 
 @st.composite

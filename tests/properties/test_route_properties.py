@@ -4,6 +4,7 @@ OpenIM's Go decoder reads the bytes forwarded."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import aiohttp
@@ -71,6 +72,9 @@ def named_fields(route: Route, group_ids: list[str]) -> list[tuple[FieldPath, st
     return [
         *extra,
         *((f, values_for("bind", group_ids)) for f in route.bind),
+        *((f, values_for("bind", group_ids)) for f in route.bind_any),
+        *((f, values_for("object_names", group_ids)) for f in route.object_names),
+        *((f, values_for("form_data_ids", group_ids)) for f in route.form_data_ids),
         *((f, values_for("bind_each", group_ids)) for f in route.bind_each),
         *((f, values_for("bind_platform", group_ids)) for f in route.bind_platform),
         *((f, values_for("allow", group_ids, tuple(allowed))) for f, allowed in route.allow),
@@ -115,6 +119,8 @@ async def test_a_body_is_refused_or_reaches_openim_as_the_table_binds_it(
     for seen in forwarded:
         if route.answer == "self_user_info":
             assert seen.json() == {"userIDs": [CALLER]}
+        elif route.opaque:
+            assert seen.body == raw, "an opaque body reaches OpenIM as it came"
         else:
             bound_as_the_table_says(route, go_decode(seen.body), member_of, set(sandbox.users))
 
@@ -125,6 +131,24 @@ def bound_as_the_table_says(route: Route, body: GoObject, member_of: set[str], u
         assert all(v == CALLER for v in values), (field.text, values)
         if field.text in route.fill:
             assert_filled(body, field)
+    if route.bind_any:
+        named = [v for field in route.bind_any for v in go_values(body, field)]
+        assert CALLER in named, ([f.text for f in route.bind_any], named)
+    for field in route.object_names:
+        values = list(go_values(body, field))
+        assert values, f"{field.text} is required"
+        assert all(isinstance(v, str) and v.startswith(CALLER + "/") for v in values), (field.text, values)
+    for field in route.form_data_ids:
+        values = list(go_values(body, field))
+        assert values, f"{field.text} is required"
+        for value in values:
+            assert isinstance(value, str), (field.text, value)
+            name, key = form_data_id_as_go_reads_it(value)
+            assert name.startswith(CALLER + "/"), (field.text, name)
+            # Where OpenIM puts the caller's own form-data upload: openim/direct/<date>/<caller>/<file>.
+            assert key.split("/")[:2] == ["openim", "direct"], (field.text, key)
+            assert key.split("/")[3:-1] == [CALLER], (field.text, key)
+            assert key.split("/")[2].isdigit(), (field.text, key)
     for field in route.bind_each:
         for value in go_values(body, field):
             assert isinstance(value, list), (field.text, value)
@@ -158,6 +182,17 @@ def bound_as_the_table_says(route: Route, body: GoObject, member_of: set[str], u
             if value != "":  # "" is no user to Go
                 assert conversations, "conversation.userID without the conversation it belongs to"
                 assert value in peers(conversations[0]), (value, conversations[0])
+
+
+def form_data_id_as_go_reads_it(value: str) -> tuple[str, str]:
+    """OpenIM's CompleteFormData: ``base64.RawStdEncoding`` (CR and LF skipped), then JSON into a struct."""
+    raw = value.replace("\r", "").replace("\n", "")
+    assert "=" not in raw, "RawStdEncoding refuses padding"
+    mate = go_decode(base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True))
+    name, key = mate.lookup("name"), mate.lookup("key")
+    assert isinstance(name, str), name
+    assert isinstance(key, str), key
+    return name, key
 
 
 def assert_filled(body: GoObject, field: FieldPath) -> None:
