@@ -190,7 +190,6 @@ class Settings:
     openim_secret: Secret
     openim_admin_user_id: str
     openim_ws_url: str
-    public_im_url: str | None  # the public base of /im: the SDK's apiAddr, OpenIM's X-Request-Api
     public_im_url: str  # the public base of /im: the SDK's apiAddr at login, OpenIM's X-Request-Api
     openim_timeouts: UpstreamTimeouts
     openim_max_connections: int
@@ -246,7 +245,6 @@ class Settings:
                 _url(("ws", "wss")),
                 default=DEV_OPENIM_WS_URL if dev else None,
             ),
-            public_im_url=env.read_optional("PUBLIC_IM_URL", _url(("http", "https")), required_because=None),
             # Dev mode serves /im itself, at LISTEN.
             public_im_url=env.read(
                 "PUBLIC_IM_URL", _url(("http", "https")), default=f"{listen.url}/im" if dev else None
@@ -334,8 +332,6 @@ class Settings:
                 "must be at least OPENIM_CONNECT_TIMEOUT + OPENIM_POOL_TIMEOUT and at least OPENIM_READ_TIMEOUT",
             )
         env.reject_unknown()
-        if settings.public_im_url is None and dev:  # dev serves /im itself, at LISTEN
-            settings = dataclasses.replace(settings, public_im_url=f"{settings.listen.url}/im")
         return settings
 
     def describe(self) -> Iterator[tuple[str, str]]:
@@ -348,7 +344,6 @@ class Settings:
         yield PREFIX + "OPENIM_SECRET", "********"
         yield PREFIX + "OPENIM_ADMIN_USER_ID", self.openim_admin_user_id
         yield PREFIX + "OPENIM_WS_URL", self.openim_ws_url
-        yield PREFIX + "PUBLIC_IM_URL", self.public_im_url or "(unset)"
         yield PREFIX + "PUBLIC_IM_URL", self.public_im_url
         yield PREFIX + "OPENIM_CONNECT_TIMEOUT", f"{t.connect:g}"
         yield PREFIX + "OPENIM_POOL_TIMEOUT", f"{t.pool:g}"
