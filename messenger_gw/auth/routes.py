@@ -2,7 +2,7 @@
 
 * ``POST /auth/handshake``: X25519 key agreement; answers the session.
 * ``POST /auth/login`` (signed, or JWT): verify the user, provision OpenIM, bind the session.
-* ``POST /auth/logout`` (signed): revoke the session.
+* ``POST /auth/logout`` (signed): revoke the session, and the imToken its login handed out.
 * ``GET /auth/session`` (signed, or JWT): who the caller is.
 * ``POST /internal/provision`` (service token): provisioning for a given user and platform.
 """
@@ -18,6 +18,7 @@ from aiohttp import web
 from messenger_gw import errors
 from messenger_gw.edge import client_ip, read_json_object
 from messenger_gw.moderation import RateLimit
+from messenger_gw.openim import IM_TOKENS
 from messenger_gw.operation_id import OPERATION_ID
 from messenger_gw.settings import SETTINGS
 
@@ -107,9 +108,13 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     caller = await request.app[AUTHENTICATOR].authenticate(request)
-    if caller.session is None:
+    session = caller.session
+    if session is None:
         raise errors.BadRequest("Logout ends a signed session; a JWT simply expires")
-    await request.app[SESSIONS].revoke(caller.session)
+    await request.app[SESSIONS].revoke(session)
+    if session.user_id is not None:
+        # The imToken its login handed out (an OpenIM SDK's credential on /im) ends with it.
+        await request.app[IM_TOKENS].drop(session.user_id, session.platform_id)
     return web.Response(status=204)
 
 

@@ -143,6 +143,11 @@ class ImTokens:
         await self._store.delete(keys.im_token(user_id))
         await self._invalidation.publish(INVALIDATION_KIND, user_id)
 
+    async def drop(self, user_id: str, platform_id: int) -> None:
+        """Drop the user's stored token for one platform (logout): from now on the gateway refuses it."""
+        await self._store.hdel(keys.im_token(user_id), str(platform_id))
+        await self._invalidation.publish(INVALIDATION_KIND, user_id)
+
     async def _mint_across_replicas(
         self, user_id: str, platform_id: int, nickname: str, operation_id: str, stale: StoredToken | None
     ) -> StoredToken:

@@ -131,6 +131,14 @@ async def forced_out(gateway: Gateway, sandbox: Sandbox, redis: RedisProcess, cl
     return token
 
 
+async def logged_out(gateway: Gateway, sandbox: Sandbox, redis: RedisProcess, clock: FakeClock) -> str:
+    async with gateway.client() as client:
+        await client.handshake(platform_id=5)
+        token: str = (await client.login({"userID": "alice", "code": GOOD_CODE}))["imToken"]
+        await client.logout()
+    return token
+
+
 async def expired(gateway: Gateway, sandbox: Sandbox, redis: RedisProcess, clock: FakeClock) -> str:
     token = openim_token("alice", expires_in=-1)
     store_token(redis, "alice", 5, token)  # stored, signed right: only its exp is wrong
@@ -161,6 +169,7 @@ async def banned_by_moderation(gateway: Gateway, sandbox: Sandbox, redis: RedisP
     [
         (replaced_by_a_newer_login, "im_token_replaced", 40100),
         (forced_out, "im_token_revoked", 40100),
+        (logged_out, "im_token_revoked", 40100),
         (expired, "im_token_expired", 40100),
         (wrongly_signed, "im_token_bad_signature", 40100),
         (banned_at_once, "im_token_banned", 40301),
