@@ -35,6 +35,7 @@ async def run_node_tests(cwd: Path, test_file: str, *, limit: float, env: dict[s
         node,
         "--test",
         "--test-reporter=tap",
+        "--test-timeout=60000",  # a test that hangs fails alone, with the others' results kept
         test_file,
         cwd=cwd,
         # The interpreter running pytest starts the gateway, so it is this checkout's code under test.

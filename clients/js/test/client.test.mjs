@@ -9,7 +9,8 @@ import { DEV_ADMIN_KEY, DEV_OTP_CODE, startDevGateway } from "./helpers.mjs";
 
 let gateway;
 before(async () => {
-  gateway = await startDevGateway({ HANDSHAKE_RATE_LIMIT: "0" });
+  // The shortest session the gateway allows, for the clock-skew test; the others finish well within it.
+  gateway = await startDevGateway({ HANDSHAKE_RATE_LIMIT: "0", SESSION_TTL: "60" });
 });
 after(async () => {
   await gateway?.stop();
@@ -161,6 +162,20 @@ describe("session renewal", () => {
       ["/auth/handshake 200", "/auth/login 200", "/auth/session 200"],
     );
     assert.notEqual(stale.state.sessionId, gw.state.sessionId);
+  });
+
+  test("a clock ahead of the gateway's by more than a session's life renews once per request, not forever", async () => {
+    const userID = newUser();
+    const recorded = recordingFetch();
+    // 120 s ahead: within the signatures' ±300 s, past the 60 s sessions' expiry as soon as they start.
+    const gw = client({ fetch: recorded.fetch, now: () => Date.now() + 120_000, relogin: () => ({ userID, code: DEV_OTP_CODE }) });
+    await gw.login({ userID, code: DEV_OTP_CODE });
+    recorded.seen.length = 0;
+    assert.equal((await gw.sessionInfo()).userID, userID);
+    assert.deepEqual(
+      recorded.seen.map((r) => r.path),
+      ["/auth/handshake", "/auth/login", "/auth/session"],
+    );
   });
 
   test("a banned user's renewal ends the session and says why", async () => {
