@@ -26,6 +26,8 @@ from messenger_gw.metrics import METRICS
 from messenger_gw.moderation import BANS, Ban
 from messenger_gw.sandbox import FakeClock, Sandbox
 from tests.conftest import GOOD_CODE, Gateway, Recorder, RedisProcess, StartGateway, sample
+from tests.openim_sdk import run_scenario
+from tests.sandbox.fixtures import ws_url  # noqa: F401 - a fixture
 
 SECRET = "openIM123"  # the gateway's OPENIM_SECRET in these tests, OpenIM's default
 
@@ -293,3 +295,34 @@ async def test_the_token_is_never_logged(
     assert "errCode" in logged, "the refusals were logged"
     for secret in (token, forged, token.rsplit(".", 1)[1], forged.rsplit(".", 1)[1]):
         assert secret not in logged
+
+
+# -- the official SDK, its REST calls through the gateway ---------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_the_official_sdk_chats_with_the_gateways_im_as_its_apiaddr(
+    gateway: Gateway,
+    ws_url: str,  # noqa: F811 - the imported fixture
+    recorder: Recorder,
+) -> None:
+    """Scenario 1 of the sandbox's SDK tests, logged in through the gateway: the SDK's REST calls go to the
+    login's apiAddr with its imToken (its WebSocket still straight to the sandbox's msg-gateway)."""
+    logins = {}
+    for user_id in ("alice", "bob"):
+        async with gateway.client() as client:
+            await client.handshake(platform_id=5)
+            reply = await client.login({"userID": user_id, "code": GOOD_CODE})
+        assert reply["apiAddr"] == "https://chat.example.com/im"  # these tests' PUBLIC_IM_URL, not served here
+        logins[user_id] = {"userID": user_id, "token": reply["imToken"], "platformID": 5,
+                           "apiAddr": gateway.url + "/im", "wsAddr": ws_url}  # fmt: skip
+    result = await run_scenario("chat.mjs", logins)
+    assert result["failures"] == []
+    assert result["sent"]["ok"]
+    assert result["answered"]["ok"]
+    assert [m["text"] for m in result["history"]] == ["hello bob"]
+    assert result["aliceReceived"][0]["text"] == "hi alice"
+    assert result["unhandled"] == []
+    through_gateway = [r for r in recorder.requests if "reqfuncname" in {n.lower() for n in r.headers}]
+    assert through_gateway == [], "no reqFuncName reached OpenIM"
+    assert recorder.to("/user/get_users_info"), "the SDK's sync went through /im"
