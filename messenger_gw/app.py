@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import auth, im, legacy
+from . import auth, im, legacy, media
 from .admin import (
     ADMIN_AUTHENTICATOR,
     AUDIT_LOG,
@@ -44,6 +44,7 @@ from .auth import (
 from .edge import DRAINING, edge_middleware, healthz, readyz
 from .im import ROUTE_TABLE, RouteTable
 from .legacy import ANSWER_HEADERS, LEGACY_SERVICE, LegacyService, configured_table
+from .media import GIF_SEARCH, STICKER_CATALOG, StickerCatalog, gif_search
 from .metrics import METRICS, Metrics, flushing, metrics_handler
 from .moderation import BANS, Bans, RateLimit, WordRules
 from .openim import (
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[ROUTE_TABLE] = RouteTable.load(settings.route_table)
     app[METRICS] = Metrics()
+    app[STICKER_CATALOG] = StickerCatalog.of(settings, metrics=app[METRICS])  # a bad catalog stops start-up
     app[DRAINING] = asyncio.Event()
     app.cleanup_ctx.append(_metrics_ctx)
     app.cleanup_ctx.append(_store_ctx)
@@ -89,6 +91,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_auth_ctx)
     app.cleanup_ctx.append(_admin_ctx)
     app.cleanup_ctx.append(_webhooks_ctx)
+    app.cleanup_ctx.append(_media_ctx)
     legacy_table = configured_table(settings.legacy, im_routes={route.label for route in app[ROUTE_TABLE]})
     if legacy_table is not None:
         app.cleanup_ctx.append(_legacy_ctx)
@@ -98,6 +101,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics_handler)
     auth.add_routes(app)
     im.add_routes(app)
+    media.add_routes(app)
     if legacy_table is not None:
         legacy.add_routes(app, legacy_table)
     app.add_subapp("/admin/", create_admin_app())
@@ -221,6 +225,13 @@ async def _legacy_ctx(app: web.Application) -> AsyncIterator[None]:
     app[LEGACY_SERVICE] = LegacyService(pool, settings.url, settings, metrics=metrics)
     yield
     await pool.close()
+
+
+async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
+    """GIF search, with its own bounded session to the provider."""
+    async with gif_search(app[SETTINGS].gifs, app[STORE], metrics=app[METRICS]) as search:
+        app[GIF_SEARCH] = search
+        yield
 
 
 def _identity_verifier(settings: Settings, session: aiohttp.ClientSession) -> IdentityVerifier:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from . import __version__, logs, sdk, server
 from .im import RouteTable, RouteTableError
 from .legacy import LegacyRouteTableError, configured_table
+from .media import StickerCatalog, StickerCatalogError
 from .sandbox import SandboxConfig
 from .settings import OPENIM_DEFAULT_ADMIN_USER_ID, OPENIM_DEFAULT_SECRET, ConfigError, HostPort, Settings
 
@@ -36,6 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         legacy_table = configured_table(settings.legacy, im_routes={route.label for route in table})
     except (LegacyRouteTableError, OSError) as exc:
         print(f"messenger-gw: legacy route table error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        StickerCatalog.of(settings)
+    except StickerCatalogError as exc:
+        print(f"messenger-gw: sticker catalog error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check-config":
         width = max(len(name) for name, _ in settings.describe())

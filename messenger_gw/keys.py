@@ -50,3 +50,14 @@ def rate(scope: str, subject: str) -> str:
 def webhook_effect(effect: str, event_key: str) -> str:
     """Marks an after-event's effect (``counted``, ``audited``) as applied, so a redelivery skips it."""
     return f"gw:webhook:{effect}:{event_key}"
+
+
+def gif_page(digest: str) -> str:
+    """A provider's answer to one GIF query (``digest`` names the provider, query, rating and page), shared by
+    every replica."""
+    return f"gw:gifs:{digest}"
+
+
+def gif_fetch_lock(digest: str) -> str:
+    """Held by the one replica asking the provider for ``gif_page(digest)``."""
+    return f"gw:gifs:{digest}:fetch-lock"

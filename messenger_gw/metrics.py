@@ -240,6 +240,28 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.gif_requests = Counter(
+            "messenger_gw_gif_requests",
+            "GIF searches and trending pages, by provider and outcome: cached (from the store), fetched (this"
+            " replica asked the provider), shared (another request's fetch), provider_error,"
+            " provider_timeout.",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.gif_provider_duration = Histogram(
+            "messenger_gw_gif_provider_request_duration_seconds",
+            "Duration of calls to the GIF provider, failed ones included, by provider.",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sticker_catalog_loads = Counter(
+            "messenger_gw_sticker_catalog_loads",
+            "Sticker catalog reads at start-up and after its files changed, by outcome (loaded, rejected: the"
+            " previous catalog stays).",
+            ["outcome"],
+            registry=r,
+        )
 
     def request_started(self) -> float:
         self._in_flight += 1

@@ -181,6 +181,34 @@ class LegacySettings:
         return _legacy_headers(self.headers.reveal())
 
 
+GIF_PROVIDERS = {"giphy": "https://api.giphy.com", "klipy": "https://api.klipy.com"}
+GIF_RATINGS = ("g", "pg", "pg-13", "r")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GifSettings:
+    """GIF search through one provider; off until its API key is configured."""
+
+    provider: str  # a key of GIF_PROVIDERS
+    api_key: Secret | None  # None: GIF search is off
+    api_url: str  # the provider's base URL
+    rating: str  # the most mature content rating served, one of GIF_RATINGS
+    cache_ttl: float  # seconds an answer is kept in the store and shared by every replica
+    rate_limit: int  # requests per minute per user, across replicas; 0 = no limit
+    timeout: float  # one call to the provider, connection to last byte
+    max_connections: int
+
+    @property
+    def enabled(self) -> bool:
+        return self.api_key is not None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StickerSettings:
+    packs: Path | None  # a file or a directory of *.toml; None: the shipped example in dev mode, none in production
+    max_age: int  # Cache-Control max-age of the catalog's answers, seconds
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     dev: bool
@@ -211,6 +239,8 @@ class Settings:
     admin: AdminSettings
     webhooks: WebhookSettings
     legacy: LegacySettings
+    gifs: GifSettings
+    stickers: StickerSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, dev: bool) -> Settings:
@@ -322,6 +352,11 @@ class Settings:
                 spool_dir=env.read("WEBHOOK_SPOOL_DIR", Path, default="webhook-spool"),
             ),
             legacy=_legacy_settings(env),
+            gifs=_gif_settings(env),
+            stickers=StickerSettings(
+                packs=env.read_optional("STICKER_PACKS", _file_or_directory, required_because=None),
+                max_age=env.read("STICKER_MAX_AGE", _integer(0, 86400), default="300"),
+            ),
         )
         if production and settings.login.dev_otp_code is not None:
             raise ConfigError(PREFIX + "DEV_OTP_CODE", "is only allowed in dev mode (`messenger-gw dev`)")
@@ -390,6 +425,18 @@ class Settings:
         yield PREFIX + "WEBHOOK_FLAGGED_WORDS_FILE", str(hooks.flagged_words_file or "(none)")
         yield PREFIX + "WEBHOOK_MAX_MESSAGES_PER_MINUTE", str(hooks.max_messages_per_minute or "(no limit)")
         yield PREFIX + "WEBHOOK_SPOOL_DIR", str(hooks.spool_dir)
+        gifs = self.gifs
+        yield PREFIX + "GIF_PROVIDER", gifs.provider
+        yield PREFIX + "GIF_API_KEY", "********" if gifs.enabled else "(unset: GIF search off)"
+        yield PREFIX + "GIF_API_URL", gifs.api_url
+        yield PREFIX + "GIF_RATING", gifs.rating
+        yield PREFIX + "GIF_CACHE_TTL", f"{gifs.cache_ttl:g}"
+        yield PREFIX + "GIF_RATE_LIMIT", f"{gifs.rate_limit} per minute per user" if gifs.rate_limit else "(no limit)"
+        yield PREFIX + "GIF_TIMEOUT", f"{gifs.timeout:g}"
+        yield PREFIX + "GIF_MAX_CONNECTIONS", str(gifs.max_connections)
+        default_packs = "(the shipped example pack)" if self.dev else "(none)"
+        yield PREFIX + "STICKER_PACKS", str(self.stickers.packs) if self.stickers.packs else default_packs
+        yield PREFIX + "STICKER_MAX_AGE", str(self.stickers.max_age)
         legacy = self.legacy
         yield PREFIX + "LEGACY_CHAT_URL", legacy.url or "(unset: the legacy chat service is off)"
         if legacy.url is not None:
@@ -410,6 +457,39 @@ class Settings:
 
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+
+
+def _gif_settings(env: _Reader) -> GifSettings:
+    provider = env.read("GIF_PROVIDER", _choice(*GIF_PROVIDERS), default="giphy")
+    return GifSettings(
+        provider=provider,
+        api_key=env.read_optional("GIF_API_KEY", _secret, required_because=None),
+        api_url=env.read("GIF_API_URL", _provider_url, default=GIF_PROVIDERS[provider]),
+        rating=env.read("GIF_RATING", _choice(*GIF_RATINGS), default="g"),
+        cache_ttl=env.read("GIF_CACHE_TTL", _seconds(1, 86400), default="300"),
+        rate_limit=env.read("GIF_RATE_LIMIT", _integer(0, 100_000), default="30"),
+        timeout=env.read("GIF_TIMEOUT", _seconds(0.1, 60), default="5"),
+        max_connections=env.read("GIF_MAX_CONNECTIONS", _integer(1, 1000), default="20"),
+    )
+
+
+def _provider_url(raw: str) -> str:
+    # The API key travels in the URL (GIPHY's query, KLIPY's path): never over plain HTTP beyond
+    # this machine. Plain HTTP on a loopback host is for stand-ins.
+    url = _url(("http", "https"))(raw)
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        raise ValueError("must be https:// (http:// only for a loopback host): the URL carries the API key")
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _Reader:
@@ -638,6 +718,13 @@ def _readable_file(raw: str) -> Path:
     path = Path(raw)
     if not path.is_file():
         raise ValueError(f"{raw} is not a readable file")
+    return path
+
+
+def _file_or_directory(raw: str) -> Path:
+    path = Path(raw)
+    if not (path.is_file() or path.is_dir()):
+        raise ValueError(f"{raw} is neither a readable file nor a directory")
     return path
 
 
