@@ -10,6 +10,7 @@ import asyncio
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -214,3 +215,9 @@ async def refusal_of(gateway: Gateway, token: str) -> str | None:
     except ImTokenRejected as refusal:
         return refusal.reason
     return None
+
+
+def test_every_refusal_reason_is_a_documented_metric_label() -> None:
+    documented = (Path(__file__).parents[2] / "docs" / "observability.md").read_text()
+    for reason in [*IM_TOKEN_REASONS, "im_token_disabled"]:
+        assert f"`{reason}`" in documented, reason
