@@ -135,8 +135,8 @@ class ImTokenVerifier:
                     raw,
                     self._secret.reveal(),
                     algorithms=["HS256"],
-                    # Expiry is checked by the gateway's clock, below; OpenIM has no nbf and does
-                    # not hold iat (its own is 5 s early) against a token.
+                    # Expiry is checked by the gateway's clock, below. OpenIM sets no nbf, and an iat
+                    # 5 s early: a clock a little behind OpenIM's must not refuse a fresh token.
                     options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
                 )
         except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
