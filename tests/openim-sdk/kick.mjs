@@ -2,11 +2,14 @@
 //   "second-login": a second login of the user on the same platform (a fresh token);
 //   "force-logout": the app's server calls /auth/force_logout;
 //   "bad-token":    the login's own token is refused at the handshake.
+// The app's server calls OpenIM at user.openimAddr, else at user.apiAddr; a second login behind the
+// gateway hands out user.secondToken, else the app's server mints one.
 import { Client, loadSDK, rest, run, settle } from './harness.mjs';
 
 const TOKEN_EVENTS = ['OnConnectFailed', 'OnUserTokenExpired', 'OnUserTokenInvalid', 'OnKickedOffline'];
 
 run(async ({ mode, user, admin }) => {
+  const openim = user.openimAddr ?? user.apiAddr;
   const mod = await loadSDK();
   const first = new Client(mod, 'first');
   const summary = (client) => client.events.filter((e) => TOKEN_EVENTS.includes(e.event))
@@ -19,14 +22,15 @@ run(async ({ mode, user, admin }) => {
   }
   await first.loginAndSync(user);
   if (mode === 'second-login') {
-    const fresh = await rest(user.apiAddr, '/auth/get_user_token', { userID: user.userID, platformID: user.platformID }, admin);
+    const token = user.secondToken
+      ?? (await rest(openim, '/auth/get_user_token', { userID: user.userID, platformID: user.platformID }, admin)).data.token;
     const second = new Client(mod, 'second');
-    await second.loginAndSync({ ...user, token: fresh.data.token });
+    await second.loginAndSync({ ...user, token });
     await first.waitFor('OnKickedOffline');
     const status = await settle(second.sdk.getLoginStatus());
     return { first: summary(first), second: summary(second), secondStatus: status.data };
   }
-  const reply = await rest(user.apiAddr, '/auth/force_logout', { userID: user.userID, platformID: user.platformID }, admin);
+  const reply = await rest(openim, '/auth/force_logout', { userID: user.userID, platformID: user.platformID }, admin);
   await first.waitFor('OnKickedOffline');
   return { forceLogout: reply.errCode, first: summary(first) };
 });
