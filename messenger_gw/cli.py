@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from . import __version__, logs, sdk, server
+import orjson
+
+from . import __version__, logs, migration, sdk, server
 from .im import RouteTable, RouteTableError
 from .legacy import LegacyRouteTableError, configured_table
 from .media import StickerCatalog, StickerCatalogError
@@ -28,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"messenger-gw: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "import":
+        return _import(args, settings)
     try:
         table = RouteTable.load(settings.route_table)
     except (RouteTableError, OSError) as exc:
@@ -82,6 +88,38 @@ def _sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace, settings: Settings) -> int:
+    logs.configure(settings.log_level)
+    if not args.export_dir.is_dir():
+        print(f"messenger-gw: {args.export_dir} is not a folder holding the export", file=sys.stderr)
+        return EXIT_CONFIG
+    options = migration.Options(
+        export_dir=args.export_dir,
+        messages=args.messages,
+        dry_run=args.dry_run,
+        concurrency=args.concurrency,
+        rate=args.rate,
+        checkpoint=args.checkpoint,
+        progress=not args.no_progress,
+    )
+    try:
+        report = asyncio.run(migration.run_import(settings, options))
+    except ValueError as exc:
+        print(f"messenger-gw: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    args.report.write_bytes(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2))
+    print("\n".join(report.summary()))
+    print(f"report: {args.report}")
+    return 0 if report.ok else 1
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError("must be between 0.1 and 10000 calls per second")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="messenger-gw", description="Edge gateway in front of OpenIM.")
     parser.add_argument("--version", action="version", version=f"messenger-gw {__version__}")
@@ -106,6 +144,18 @@ def _parser() -> argparse.ArgumentParser:
         "--admin-user-id", action="append", default=None, help=f"repeatable; default {OPENIM_DEFAULT_ADMIN_USER_ID}"
     )
     sandbox.add_argument("--token-expire-days", type=int, default=90)
+    imports = commands.add_parser(
+        "import", help="create the app's users, friendships, groups (and history) in OpenIM from an export"
+    )
+    imports.add_argument("export_dir", type=Path, help="the folder of the export (docs/import.md)")
+    imports.add_argument("--messages", action="store_true", help="import messages.jsonl too (the history)")
+    imports.add_argument("--dry-run", action="store_true", help="ask OpenIM what exists, create nothing, report")
+    imports.add_argument("--concurrency", type=_positive, default=4, help="calls to OpenIM at once (default 4)")
+    imports.add_argument("--rate", type=_rate, default=20.0, help="calls to OpenIM per second at most (default 20)")
+    imports.add_argument("--checkpoint", default="default", help="the checkpoint's name in the store")
+    imports.add_argument("--report", type=Path, default=Path("import-report.json"), help="the JSON report's path")
+    imports.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    imports.add_argument("--dev", action="store_true", help="read the configuration as dev mode does")
     sdk.add_client_command(commands)
     return parser
 

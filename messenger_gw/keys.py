@@ -52,6 +52,18 @@ def webhook_effect(effect: str, event_key: str) -> str:
     return f"gw:webhook:{effect}:{event_key}"
 
 
+def import_done(checkpoint: str, kind: str) -> str:
+    """``messenger-gw import``'s checkpoint: hash of the records of ``kind`` (users, friendships, groups,
+    messages) it has settled, field = the record's key, value = its outcome."""
+    return f"gw:import:{{{checkpoint}}}:{kind}"
+
+
+def import_in_flight(checkpoint: str) -> str:
+    """Hash of the message each conversation is being sent, field = conversationID, value = messageID: a run
+    stopped between sending it and recording it looks it up in OpenIM before sending it again."""
+    return f"gw:import:{{{checkpoint}}}:in-flight"
+
+
 def gif_page(digest: str) -> str:
     """A provider's answer to one GIF query (``digest`` names the provider, query, rating and page), shared by
     every replica."""

@@ -23,11 +23,12 @@ import orjson
 
 from . import notifications as n
 from .envelope import Body, CodeError
-from .routing import check, require_self_or_admin, route
+from .routing import caller_of, check, require_self_or_admin, route
 from .state import SORT_CHANGE_ID, Caller, Sandbox
 
 AGREE, REFUSE = 1, -1
-BECOME_FRIEND_BY_APPLY = 2
+BECOME_FRIEND_BY_IMPORT, BECOME_FRIEND_BY_APPLY = 1, 2
+PARAM_MAX_LENGTH = 1000  # protocol:constant/limit.go, the bound of ImportFriendReq.Check
 
 
 # -- the shared sync helpers -----------------------------------------------------------------------------
@@ -261,17 +262,57 @@ async def add_friend_response(sb: Sandbox, caller: Caller | None, body: Body) ->
 
 
 def _befriend(sb: Sandbox, owner: str, friend: str, *, operator: str) -> None:
+    _friend_record(sb, owner, friend, operator=operator, add_source=BECOME_FRIEND_BY_APPLY)
+    sb.version_log("friend", owner).change(friend, "insert")
+
+
+def _friend_record(sb: Sandbox, owner: str, friend: str, *, operator: str, add_source: int) -> None:
     sb.friends.setdefault(owner, {})[friend] = {
         "ownerUserID": owner,
         "friendUserID": friend,
         "remark": "",
         "createTime": sb.now_ms(),
-        "addSource": BECOME_FRIEND_BY_APPLY,
+        "addSource": add_source,
         "operatorUserID": operator,
         "ex": "",
         "isPinned": False,
     }
-    sb.version_log("friend", owner).change(friend, "insert")
+
+
+@route("/friend/import_friend")
+async def import_friend(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    """``ImportFriends`` (admin): the owner and each friend become friends both ways at once. A side that
+    is a friendship already is left as it is (``BecomeFriends``), so importing again changes nothing;
+    but one unknown user, the owner among the friends or a friend named twice fails the whole call."""
+    owner, friend_ids = body.string("ownerUserID"), body.strings("friendUserIDs")
+    check(bool(owner) and friend_ids is not None)
+    assert friend_ids is not None
+    check(len(friend_ids) <= PARAM_MAX_LENGTH)
+    who = caller_of(caller)
+    if not who.is_admin:
+        raise CodeError(1002, f"user {who.user_id} is not admin userID")
+    _check_users(sb, owner, *friend_ids)
+    if owner in friend_ids:
+        raise CodeError(1301, "can not add yourself")
+    if len(set(friend_ids)) != len(friend_ids):
+        raise CodeError(1001, "friend userID repeated")
+    await sb.before("callbackBeforeImportFriendsCommand", {"ownerUserID": owner, "friendUserIDs": friend_ids})
+    mine = [f for f in friend_ids if f not in sb.friends.get(owner, {})]
+    theirs = [f for f in friend_ids if owner not in sb.friends.get(f, {})]
+    for friend in mine:
+        _friend_record(sb, owner, friend, operator=who.user_id, add_source=BECOME_FRIEND_BY_IMPORT)
+    for friend in theirs:
+        _friend_record(sb, friend, owner, operator=who.user_id, add_source=BECOME_FRIEND_BY_IMPORT)
+    # FriendMgo.Create: one version per owner for the rows inserted together.
+    if mine:
+        sb.version_log("friend", owner).changes(mine, "insert")
+    for friend in theirs:
+        sb.version_log("friend", friend).change(owner, "insert")
+    for friend in friend_ids:  # FriendApplicationAgreedNotification for each, whether new or not
+        tips = _from_to(owner, friend) | {"handleMsg": "", "friendVersion": 0, "friendVersionID": ""}
+        await n.notify(sb, friend, owner, n.FRIEND_APPLICATION_APPROVED, tips)
+    sb.after("callbackAfterImportFriendsCommand", {"ownerUserID": owner, "friendUserIDs": friend_ids})
+    return None
 
 
 @route("/friend/get_designated_friend_apply")
