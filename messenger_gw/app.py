@@ -46,7 +46,7 @@ from .im import ROUTE_TABLE, RouteTable
 from .legacy import ANSWER_HEADERS, LEGACY_SERVICE, LegacyService, configured_table
 from .media import GIF_SEARCH, STICKER_CATALOG, StickerCatalog, gif_search
 from .metrics import METRICS, Metrics, flushing, metrics_handler
-from .moderation import BANS, Bans, RateLimit, WordRules
+from .moderation import BANS, RATE_LIMITS, Bans, RateLimit, RateLimits, WordRules
 from .openim import (
     ADMIN_TOKENS,
     CONVERSATION_ACCESS,
@@ -177,7 +177,8 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
         min_remaining=settings.login.im_token_min_remaining,
     )
     app[CONVERSATION_ACCESS] = ConversationAccess(app[OPENIM], app[ADMIN_TOKENS], app[INVALIDATION])
-    app[auth.HANDSHAKE_RATE_LIMIT] = RateLimit(store, "handshake", settings.handshake_rate_limit)
+    app[auth.HANDSHAKE_RATE_LIMIT] = RateLimit(store, "handshake", settings.handshake_rate_limit, metrics=metrics)
+    app[RATE_LIMITS] = RateLimits(store, settings.rate_limits, metrics=metrics)
     async with aiohttp.ClientSession() as user_service:
         app[IDENTITY_VERIFIER] = _identity_verifier(settings, user_service)
         yield

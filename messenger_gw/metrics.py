@@ -153,6 +153,19 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.rate_limited = Counter(
+            "messenger_gw_rate_limited",
+            "Requests refused by a rate limit, by class (the route classes of RATE_LIMITS, or handshake).",
+            ["class"],
+            registry=r,
+        )
+        self.rate_limit_unevaluated = Counter(
+            "messenger_gw_rate_limit_unevaluated",
+            "Requests whose route-class rate limit could not be evaluated (the store failed), by class and the"
+            " policy applied (open: let through; closed: refused 503).",
+            ["class", "policy"],
+            registry=r,
+        )
         self.im_token_recoveries = Counter(
             "messenger_gw_im_token_recoveries",
             "OpenIM token errors on /im answered by replacing the token and replaying once, by outcome.",

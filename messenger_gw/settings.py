@@ -39,6 +39,11 @@ DEV_OPENIM_WS_URL = "ws://127.0.0.1:10001"
 # is minted (contract, section 11), so a cached admin token must be younger.
 ADMIN_TOKEN_MAX_AGE_LIMIT = 300.0
 
+# The classes of rate-limited routes: /im routes name theirs in the route table (`class`), and the
+# WebSocket guard takes from the same buckets. Each is configured in RATE_LIMITS.
+RATE_CLASSES = ("send", "sync", "group_write", "upload")
+DEFAULT_RATE_LIMITS = "send=5/s:20,sync=20/s:100,group_write=2/s:20,upload=5/s:30"
+
 # The seeds' migration phases: 3 and 4 move messages, then conversations and groups, to OpenIM; from 6
 # the legacy chat service is off (docs/legacy-chat.md).
 MAX_PHASE = 6
@@ -210,6 +215,24 @@ class StickerSettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class BucketLimit:
+    """A token bucket: ``burst`` tokens at most, ``rate`` more each second."""
+
+    rate: float
+    burst: int
+    text: str  # as configured, e.g. 5/s:20
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    classes: Mapping[str, BucketLimit | None]  # every class of RATE_CLASSES; None: off
+    fail_open: bool  # when the store cannot take a token: let the request through, or refuse it (503)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     dev: bool
     listen: HostPort
@@ -238,6 +261,7 @@ class Settings:
     client_write_timeout: float  # for each part of a streamed /im answer
     admin: AdminSettings
     webhooks: WebhookSettings
+    rate_limits: RateLimitSettings
     legacy: LegacySettings
     gifs: GifSettings
     stickers: StickerSettings
@@ -351,6 +375,10 @@ class Settings:
                 ),
                 spool_dir=env.read("WEBHOOK_SPOOL_DIR", Path, default="webhook-spool"),
             ),
+            rate_limits=RateLimitSettings(
+                classes=env.read("RATE_LIMITS", _rate_limits, default=DEFAULT_RATE_LIMITS),
+                fail_open=env.read("RATE_LIMIT_FAIL_POLICY", _choice("open", "closed"), default="open") == "open",
+            ),
             legacy=_legacy_settings(env),
             gifs=_gif_settings(env),
             stickers=StickerSettings(
@@ -425,6 +453,9 @@ class Settings:
         yield PREFIX + "WEBHOOK_FLAGGED_WORDS_FILE", str(hooks.flagged_words_file or "(none)")
         yield PREFIX + "WEBHOOK_MAX_MESSAGES_PER_MINUTE", str(hooks.max_messages_per_minute or "(no limit)")
         yield PREFIX + "WEBHOOK_SPOOL_DIR", str(hooks.spool_dir)
+        limits = self.rate_limits
+        yield PREFIX + "RATE_LIMITS", ",".join(f"{name}={limits.classes[name] or 'off'}" for name in RATE_CLASSES)
+        yield PREFIX + "RATE_LIMIT_FAIL_POLICY", "open" if limits.fail_open else "closed"
         gifs = self.gifs
         yield PREFIX + "GIF_PROVIDER", gifs.provider
         yield PREFIX + "GIF_API_KEY", "********" if gifs.enabled else "(unset: GIF search off)"
@@ -773,6 +804,37 @@ def _public_key_files(raw: str) -> tuple[PublicKey, ...]:
                 )
             keys.append(key)  # type: ignore[arg-type]  # narrowed by rs256/es256 above
     return tuple(keys)
+
+
+_RATE = re.compile(r"([0-9]+(?:\.[0-9]+)?)/([smh]):([0-9]+)")
+_PER_SECOND = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _rate_limits(raw: str) -> dict[str, BucketLimit | None]:
+    """``class=<rate>/<s|m|h>:<burst>`` or ``class=off``, comma-separated, over the defaults."""
+    classes: dict[str, BucketLimit | None] = {}
+    for source in (DEFAULT_RATE_LIMITS, raw):
+        given: set[str] = set()
+        for part in filter(None, (p.strip() for p in source.split(","))):
+            name, sep, spec = (s.strip() for s in part.partition("="))
+            if not sep or name not in RATE_CLASSES:
+                raise ValueError(f"{part!r}: expected class=<rate>/<s|m|h>:<burst> or class=off, the classes being "
+                                 f"{', '.join(RATE_CLASSES)}")  # fmt: skip
+            if name in given:
+                raise ValueError(f"the class {name} is given twice")
+            given.add(name)
+            if spec == "off":
+                classes[name] = None
+                continue
+            match = _RATE.fullmatch(spec)
+            if match is None:
+                raise ValueError(f"{part!r}: expected <rate>/<s|m|h>:<burst>, e.g. {name}=5/s:20, or off")
+            count, unit, burst = float(match.group(1)), match.group(2), int(match.group(3))
+            rate = count / _PER_SECOND[unit]
+            if not 0 < rate <= 1_000_000 or not 1 <= burst <= 1_000_000:
+                raise ValueError(f"{part!r}: the rate must be above 0 and the burst from 1 to 1000000")
+            classes[name] = BucketLimit(rate, burst, spec)
+    return classes
 
 
 def _user_id(raw: str) -> str:

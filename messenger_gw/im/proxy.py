@@ -31,7 +31,7 @@ from messenger_gw import edge, errors
 from messenger_gw.auth import AUTHENTICATOR, Caller
 from messenger_gw.edge import forwarded_for, is_blank, parse_json_object
 from messenger_gw.metrics import METRICS, ROUTE_LABEL
-from messenger_gw.moderation import BANS
+from messenger_gw.moderation import BANS, RATE_LIMITS
 from messenger_gw.openim import (
     ADMIN_TOKENS,
     CONVERSATION_ACCESS,
@@ -122,6 +122,8 @@ async def apply_route_policy(request: web.Request, caller: Caller) -> tuple[Rout
         raise RouteNotFound("No such route", detail=f"{path} is not in the route table for this phase")
     request[ROUTE_LABEL] = route.label
     assert caller.user_id is not None
+    if route.rate_class is not None:  # before the body is read: a refused request costs no more
+        await config[RATE_LIMITS].hit(caller.user_id, route.rate_class)
     raw = await request.read()
     if route.opaque:  # OpenIM reads the caller from the token there, whatever the body says
         return route, raw

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from messenger_gw import errors, route_tables
 from messenger_gw.openim import single_chat_peers
+from messenger_gw.settings import RATE_CLASSES
 
 PACKAGED_TABLE = "routes.toml"
 ANSWERS = frozenset({"self_user_info"})
@@ -46,6 +47,7 @@ ROUTE_KEYS = frozenset(
         "conversations",
         "groups",
         "changes_members",
+        "class",
         "object_names",
         "form_data_ids",
         "opaque",
@@ -166,6 +168,7 @@ class Route:
     form_data_ids: tuple[FieldPath, ...] = ()
     opaque: bool = False
     answer: str | None = None
+    rate_class: str | None = None  # the rate limit's class (RATE_LIMITS); None: not limited
 
     @property
     def label(self) -> str:
@@ -382,6 +385,9 @@ def _route(entry: dict[str, Any]) -> Route:
     opaque = entry.get("opaque", False)
     if not isinstance(opaque, bool):
         raise ValueError("opaque must be true or false")
+    rate_class = entry.get("class")
+    if rate_class is not None and rate_class not in RATE_CLASSES:
+        raise ValueError(f"class must be one of {', '.join(RATE_CLASSES)} (the rate limits' classes)")
     answer = entry.get("answer")
     if answer is not None and answer not in ANSWERS:
         raise ValueError(f"answer must be one of {sorted(ANSWERS)}")
@@ -405,6 +411,7 @@ def _route(entry: dict[str, Any]) -> Route:
         form_data_ids=paths("form_data_ids"),
         opaque=opaque,
         answer=answer,
+        rate_class=rate_class,
     )
     if opaque and (route.reads_body or answer is not None):
         raise ValueError("opaque passes the body on untouched: no rule may read it, and no answer")

@@ -5,18 +5,21 @@ limits.
 from .bans import BANS, Ban, Banned, Bans
 from .bans import INVALIDATION_KIND as BAN_INVALIDATION_KIND
 from .messages import BLOCK_MESSAGES, MessageRules, message_text
-from .rate_limit import RateLimit
+from .rate_limit import RATE_LIMITS, RateLimit, RateLimited, RateLimits
 from .word_rules import WordRules
 
 __all__ = [
     "BANS",
     "BAN_INVALIDATION_KIND",
     "BLOCK_MESSAGES",
+    "RATE_LIMITS",
     "Ban",
     "Banned",
     "Bans",
     "MessageRules",
     "RateLimit",
+    "RateLimited",
+    "RateLimits",
     "WordRules",
     "message_text",
 ]

@@ -1,9 +1,9 @@
 """The store: the Store interface with its Redis and in-memory implementations, the in-process cache, cross-
-replica invalidation and the nonce coalescer.
+replica invalidation and the coalescer of concurrent calls (nonce claims, token buckets).
 """
 
-from ._coalescer import SetIfAbsentCoalescer
-from .base import STORE, Store, StoreError, StreamEntry
+from ._coalescer import Coalescer, SetIfAbsentCoalescer
+from .base import STORE, Bucket, Store, StoreError, StreamEntry
 from .cache import TTLCache
 from .invalidation import INVALIDATION, Invalidation, listening
 from .memory_store import MemoryStore
@@ -12,6 +12,8 @@ from .redis_store import RedisStore
 __all__ = [
     "INVALIDATION",
     "STORE",
+    "Bucket",
+    "Coalescer",
     "Invalidation",
     "MemoryStore",
     "RedisStore",

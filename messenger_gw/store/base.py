@@ -28,6 +28,15 @@ class StoreError(Exception):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Bucket:
+    """A token bucket in the store: at most ``burst`` tokens, ``rate`` more each second."""
+
+    key: str
+    rate: float
+    burst: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class StreamEntry:
     id: str
     fields: dict[str, bytes]
@@ -96,8 +105,9 @@ class Store(abc.ABC):
         """Delete keys of any kind; the number that existed."""
 
     @abc.abstractmethod
-    async def incr(self, key: str, *, ttl: float) -> int:
-        """Add one to the counter at ``key`` and return it; a new counter expires after ``ttl``."""
+    async def take_tokens(self, buckets: Sequence[Bucket]) -> list[float]:
+        """Take one token from each bucket, in one round trip: per bucket, in order, 0.0 when a token was
+        taken, else the seconds until one will be there (nothing taken). A bucket is full when new."""
 
     @abc.abstractmethod
     async def ttl(self, key: str) -> float | None:

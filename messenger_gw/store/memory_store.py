@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TypeVar
 
-from .base import Message, PendingEntry, Store, StoreError, StreamEntry, Subscription
+from .base import Bucket, Message, PendingEntry, Store, StoreError, StreamEntry, Subscription
 
 _V = TypeVar("_V", bytes, dict[str, bytes], list[StreamEntry])
 
@@ -71,18 +72,23 @@ class MemoryStore(Store):
                 self._drop(key)
         return existed
 
-    async def incr(self, key: str, *, ttl: float) -> int:
-        current = self._lookup(key, bytes)
-        if current is None:
-            self._data[key] = b"1"
-            self._set_ttl(key, ttl)
-            return 1
+    async def take_tokens(self, buckets: Sequence[Bucket]) -> list[float]:
+        return [self._take_token(bucket) for bucket in buckets]
+
+    def _take_token(self, bucket: Bucket) -> float:
+        # RedisStore's script, on this store's clock: the bucket is the time at which it is full again.
+        stored, now, interval = self._lookup(bucket.key, bytes), self._clock(), 1 / bucket.rate
         try:
-            value = int(current) + 1
+            full_at = max(float(stored) if stored is not None else now, now)
         except ValueError:
-            raise StoreError("ERR value is not an integer") from None
-        self._data[key] = str(value).encode()
-        return value
+            raise StoreError("ERR value is not a valid float") from None
+        wait = full_at - now - (bucket.burst - 1) * interval
+        if wait > 0:
+            return max(0.001, math.ceil(round(wait * 1000, 6)) / 1000)  # whole ms, as Redis answers
+        full_at += interval
+        self._data[bucket.key] = repr(full_at).encode()
+        self._set_ttl(bucket.key, full_at - now)
+        return 0.0
 
     async def ttl(self, key: str) -> float | None:
         self._check_open()

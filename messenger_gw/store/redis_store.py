@@ -25,7 +25,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from messenger_gw.settings import SENTINEL_SUFFIX, SentinelURL
 
-from .base import Message, PendingEntry, Store, StoreError, StreamEntry, Subscription
+from .base import Bucket, Message, PendingEntry, Store, StoreError, StreamEntry, Subscription
 
 CLUSTER_SUFFIX = "+cluster"
 
@@ -37,6 +37,30 @@ for i, key in ipairs(KEYS) do
     claimed[i] = redis.call('SET', key, ARGV[1], 'PX', ARGV[2], 'NX') and 1 or 0
 end
 return claimed
+"""
+
+# Token buckets, each kept as one number: the time at which it is full again (GCRA, as in
+# redis-cell). Taking a token moves that time on by one interval; a bucket more than burst - 1
+# intervals from full has none. The server's clock, so every replica reads the same time.
+# KEYS: the buckets; ARGV: milliseconds per token and burst, for each. Answers, per bucket,
+# 0 (taken) or the milliseconds until a token is there.
+_TAKE_TOKENS = """
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + now[2] / 1000
+local waits = {}
+for i, key in ipairs(KEYS) do
+    local interval, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+    local full_at = math.max(tonumber(redis.call('GET', key) or now_ms), now_ms)
+    local wait = full_at - now_ms - (burst - 1) * interval
+    if wait > 0 then
+        waits[i] = math.max(1, math.ceil(wait))
+    else
+        full_at = full_at + interval
+        redis.call('SET', key, string.format('%.3f', full_at), 'PX', math.ceil(full_at - now_ms))
+        waits[i] = 0
+    end
+end
+return waits
 """
 
 
@@ -115,6 +139,7 @@ class RedisStore(Store):
         self._set_if_absent_many = (
             None if isinstance(client, RedisCluster) else _DedicatedScript(client, _SET_IF_ABSENT_MANY)
         )
+        self._take_tokens = None if isinstance(client, RedisCluster) else _DedicatedScript(client, _TAKE_TOKENS)
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 2.0, max_connections: int = 200) -> RedisStore:
@@ -170,14 +195,20 @@ class RedisStore(Store):
                 return sum([int(await self._client.delete(key)) for key in keys])
             return int(await self._client.delete(*keys))
 
-    async def incr(self, key: str, *, ttl: float) -> int:
+    async def take_tokens(self, buckets: Sequence[Bucket]) -> list[float]:
+        if not buckets:
+            return []
         with _translated():
-            # SET NX PX creates the counter with its window; INCR keeps that TTL.
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.set(key, b"0", px=_ms(ttl), nx=True)
-                pipe.incr(key)
-                _, value = await pipe.execute()
-        return int(value)
+            if self._take_tokens is None:
+                # On Cluster a script's keys must share a slot: one script per bucket, in one pipeline.
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for bucket in buckets:
+                        pipe.eval(_TAKE_TOKENS, 1, bucket.key, *_bucket_args(bucket))
+                    replies = [wait for [wait] in await pipe.execute()]
+            else:
+                args = [arg for bucket in buckets for arg in _bucket_args(bucket)]
+                replies = await self._take_tokens([bucket.key for bucket in buckets], args)
+        return [int(wait_ms) / 1000 for wait_ms in replies]
 
     async def ttl(self, key: str) -> float | None:
         with _translated():
@@ -308,8 +339,9 @@ class RedisStore(Store):
 
     async def close(self) -> None:
         with _translated():
-            if self._set_if_absent_many is not None:
-                await self._set_if_absent_many.close()
+            for script in (self._set_if_absent_many, self._take_tokens):
+                if script is not None:
+                    await script.close()
             await self._client.aclose()
             pool = self._client.connection_pool if isinstance(self._client, redis.Redis) else None
             if isinstance(pool, SentinelConnectionPool):  # and the clients that asked the sentinels
@@ -324,6 +356,10 @@ def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> StreamEntry:
 def _fields(mapping: Mapping[str, bytes]) -> dict[Any, Any]:
     # redis-py's annotations want a dict keyed by its own union of encodables.
     return dict(mapping)
+
+
+def _bucket_args(bucket: Bucket) -> tuple[bytes, int]:
+    return repr(1000 / bucket.rate).encode(), bucket.burst
 
 
 def _ms(seconds: float) -> int:

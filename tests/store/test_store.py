@@ -12,7 +12,7 @@ import pytest
 
 from messenger_gw.sandbox import FakeClock
 from messenger_gw.store import MemoryStore, RedisStore
-from messenger_gw.store.base import Message, Store, StoreError
+from messenger_gw.store.base import Bucket, Message, Store, StoreError
 from tests.conftest import LOOPBACK, RedisProcess, SentinelProcess, free_port
 
 Advance = Callable[[float], Awaitable[None]]
@@ -191,13 +191,31 @@ async def test_closed_memory_store_is_a_store_error() -> None:
         await store.get("k")
 
 
-async def test_incr_counts_within_a_window_that_starts_at_the_first_hit(store: Store, advance: Advance) -> None:
-    assert [await store.incr("rate", ttl=0.2) for _ in range(3)] == [1, 2, 3]
-    remaining = await store.ttl("rate")
-    assert remaining is not None
-    assert remaining <= 0.2
-    await advance(0.35)
-    assert await store.incr("rate", ttl=0.2) == 1
+async def test_a_token_bucket_gives_its_burst_then_a_token_per_interval(store: Store, advance: Advance) -> None:
+    async def take() -> float:
+        [wait] = await store.take_tokens([Bucket("bucket", rate=5, burst=3)])  # a token every 0.2 s
+        return wait
+
+    assert [await take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    first_wait = await take()
+    assert 0 < first_wait <= 0.2
+    second_wait = await take()
+    assert 0 < second_wait <= first_wait, "a refusal takes nothing"
+    await advance(0.25)
+    assert await take() == 0.0
+    assert await take() > 0, "one interval brought one token"
+    await advance(0.65)  # three intervals: full again, and the key gone with its expiry
+    assert await store.get("bucket") is None
+    assert [await take() for _ in range(4)][:3] == [0.0, 0.0, 0.0]
+
+
+async def test_token_buckets_taken_together_answer_each_in_order(store: Store) -> None:
+    one, other = Bucket("one", rate=1, burst=1), Bucket("other", rate=1, burst=2)
+    waits = await store.take_tokens([one, other, one, other, other])
+    assert waits[0] == waits[1] == waits[3] == 0.0
+    assert 0 < waits[2] <= 1.0, "the second take of one sees the first"
+    assert 0 < waits[4] <= 1.0
+    assert await store.take_tokens([]) == []
 
 
 async def test_set_if_absent_many_answers_per_item_in_one_call(store: Store) -> None:

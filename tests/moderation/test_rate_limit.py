@@ -1,0 +1,205 @@
+"""Rate limits per user and route class: the buckets themselves (no HTTP request, as the WebSocket guard asks
+them), and /im end to end: gateways on one real redis-server over the recording sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from messenger_gw.metrics import METRICS, Metrics
+from messenger_gw.moderation import RateLimits
+from messenger_gw.sandbox import FakeClock
+from messenger_gw.sdk import GatewayClient
+from messenger_gw.settings import BucketLimit, RateLimitSettings
+from messenger_gw.store import Bucket, MemoryStore, RedisStore, Store, StoreError
+from tests.conftest import GOOD_CODE, LOOPBACK, Gateway, Recorder, RedisProcess, StartGateway, free_port, sample
+
+SEND_A_MESSAGE = {"recvID": "alice", "content": {"content": "hi"}, "contentType": 101, "sessionType": 1}
+PULL = {"seqRanges": [], "order": 0}
+
+
+def limits(*, fail_open: bool = True) -> RateLimitSettings:
+    return RateLimitSettings(
+        classes={
+            "send": BucketLimit(rate=0.5, burst=2, text="30/m:2"),
+            "sync": BucketLimit(rate=1, burst=5, text="1/s:5"),
+            "group_write": None,
+            "upload": BucketLimit(rate=1, burst=1, text="1/s:1"),
+        },
+        fail_open=fail_open,
+    )
+
+
+# -- the buckets, asked as the WebSocket guard will ask them ----------------------------------------
+
+
+async def test_a_class_gives_its_burst_then_answers_when_to_come_back() -> None:
+    clock = FakeClock(0)
+    metrics = Metrics()
+    buckets = RateLimits(MemoryStore(clock=clock), limits(), metrics=metrics)
+    assert [await buckets.check("alice", "send") for _ in range(2)] == [None, None]
+    assert await buckets.check("alice", "send") == 2.0, "a token every 2 s"
+    clock.advance(1.5)
+    assert await buckets.check("alice", "send") == 0.5
+    clock.advance(0.5)
+    assert await buckets.check("alice", "send") is None
+    assert sample(metrics, "messenger_gw_rate_limited_total", **{"class": "send"}) == 2
+
+
+async def test_each_user_and_class_has_a_bucket_of_its_own_and_an_off_class_never_refuses() -> None:
+    buckets = RateLimits(MemoryStore(clock=FakeClock(0)), limits(), metrics=Metrics())
+    assert await buckets.check("alice", "upload") is None
+    assert await buckets.check("alice", "upload") is not None
+    assert await buckets.check("bob", "upload") is None, "another user"
+    assert await buckets.check("alice", "sync") is None, "another class"
+    assert [await buckets.check("alice", "group_write") for _ in range(100)] == [None] * 100
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__(clock=FakeClock(0))
+        self.batches: list[int] = []
+
+    async def take_tokens(self, buckets: Sequence[Bucket]) -> list[float]:
+        self.batches.append(len(buckets))
+        await asyncio.sleep(0)  # a round trip: the others arrive meanwhile
+        return await super().take_tokens(buckets)
+
+
+async def test_concurrent_takes_share_a_round_trip() -> None:
+    store = CountingStore()
+    buckets = RateLimits(store, limits(), metrics=Metrics())
+    waits = await asyncio.gather(*(buckets.check(f"user{index % 10}", "sync") for index in range(50)))
+    assert waits == [None] * 50, "five each: within the burst"
+    assert store.batches == [50], "one round trip for all of them"
+    assert await buckets.check("user0", "sync") is not None, "and every one of them took its token"
+
+
+@pytest.fixture
+async def unreachable_store() -> AsyncIterator[Store]:
+    store = RedisStore.from_url(f"redis://{LOOPBACK}:{free_port()}", timeout=0.5)  # nothing listens there
+    yield store
+    await store.close()
+
+
+async def test_a_store_that_cannot_answer_lets_requests_through_when_failing_open(unreachable_store: Store) -> None:
+    metrics = Metrics()
+    buckets = RateLimits(unreachable_store, limits(fail_open=True), metrics=metrics)
+    assert [await buckets.check("alice", "send") for _ in range(3)] == [None, None, None]
+    assert sample(metrics, "messenger_gw_rate_limit_unevaluated_total", **{"class": "send", "policy": "open"}) == 3
+
+
+async def test_a_store_that_cannot_answer_refuses_requests_when_failing_closed(unreachable_store: Store) -> None:
+    metrics = Metrics()
+    buckets = RateLimits(unreachable_store, limits(fail_open=False), metrics=metrics)
+    with pytest.raises(StoreError):
+        await buckets.check("alice", "send")
+    assert sample(metrics, "messenger_gw_rate_limit_unevaluated_total", **{"class": "send", "policy": "closed"}) == 1
+    assert await buckets.check("alice", "group_write") is None, "an off class asks no store"
+
+
+# -- /im end to end ------------------------------------------------------------------------------
+
+LIMITS = "send=30/m:2,sync=1/s:100,upload=off"
+
+
+async def log_in(gateway: Gateway, user_id: str = "alice") -> GatewayClient:
+    client = gateway.client()
+    await client.handshake(platform_id=5)
+    await client.login({"userID": user_id, "code": GOOD_CODE})
+    return client
+
+
+@pytest.fixture
+async def alice(start_gateway: StartGateway) -> AsyncIterator[tuple[Gateway, GatewayClient]]:
+    gateway = await start_gateway(PHASE="4", RATE_LIMITS=LIMITS)
+    async with await log_in(gateway) as client:
+        yield gateway, client
+
+
+async def im(client: GatewayClient, path: str, body: Any, *, via: Gateway | None = None) -> Any:
+    """A signed POST to /im<path>, through ``via`` (another replica) or the client's own gateway:
+    (status, JSON body, headers)."""
+    raw = orjson.dumps(body)
+    headers = client.signed_headers("POST", "/im" + path, raw) | {"Content-Type": "application/json"}
+    url = (via.url if via is not None else client.base_url) + "/im" + path
+    async with aiohttp.ClientSession() as http, http.post(url, data=raw, headers=headers) as response:
+        return response.status, orjson.loads(await response.read()), response.headers
+
+
+async def test_a_burst_over_a_class_is_refused_with_retry_after_and_never_forwarded(
+    alice: tuple[Gateway, GatewayClient], recorder: Recorder
+) -> None:
+    gateway, client = alice
+    for _ in range(2):
+        status, body, _ = await im(client, "/msg/send_msg", SEND_A_MESSAGE)
+        assert (status, body["errCode"]) == (200, 0)
+    status, body, headers = await im(client, "/msg/send_msg", SEND_A_MESSAGE)
+    assert status == 429
+    assert body == {"errCode": 42900, "errMsg": "Too many requests; try again later", "errDlt": ""}
+    assert 1 <= int(headers["Retry-After"]) <= 2, "a token every 2 s"
+    assert len(recorder.to("/msg/send_msg")) == 2
+    metrics = gateway.app[METRICS]
+    assert sample(metrics, "messenger_gw_rate_limited_total", **{"class": "send"}) == 1
+    labels = {"route": "/im/msg/send_msg", "method": "POST", "status": "429"}
+    assert sample(metrics, "messenger_gw_http_requests_total", **labels) == 1
+
+
+async def test_the_other_classes_and_unclassed_routes_are_unaffected(alice: tuple[Gateway, GatewayClient]) -> None:
+    _, client = alice
+    for _ in range(3):
+        await im(client, "/msg/send_msg", SEND_A_MESSAGE)
+    assert (await im(client, "/msg/send_msg", SEND_A_MESSAGE))[0] == 429
+    status, body, _ = await im(client, "/msg/pull_msg_by_seq", PULL)
+    assert (status, body["errCode"]) == (200, 0), "sync has its own bucket"
+    status, body, _ = await im(client, "/msg/get_server_time", {})
+    assert (status, body["errCode"]) == (200, 0), "a route without a class is not limited"
+
+
+async def test_another_user_has_a_bucket_of_their_own(alice: tuple[Gateway, GatewayClient]) -> None:
+    gateway, client = alice
+    for _ in range(3):
+        await im(client, "/msg/send_msg", SEND_A_MESSAGE)
+    async with await log_in(gateway, "bob") as bob:
+        message = SEND_A_MESSAGE | {"recvID": "bob"}
+        assert [(await im(bob, "/msg/send_msg", message))[0] for _ in range(3)] == [200, 200, 429]
+
+
+async def test_two_replicas_take_from_one_bucket(
+    alice: tuple[Gateway, GatewayClient], start_gateway: StartGateway
+) -> None:
+    first, client = alice
+    second = await start_gateway(PHASE="4", RATE_LIMITS=LIMITS)  # another gateway on the same redis-server
+    statuses = [(await im(client, "/msg/send_msg", SEND_A_MESSAGE, via=via))[0] for via in (first, second, second)]
+    assert statuses == [200, 200, 429]
+    assert (await im(client, "/msg/send_msg", SEND_A_MESSAGE, via=first))[0] == 429
+
+
+def break_bucket(redis: RedisProcess, user_id: str, rate_class: str) -> None:
+    """Make the store refuse the bucket's script (a key of another type): the store fails for it alone, so
+    everything else the request needs still works."""
+    with redis.client() as c:
+        c.hset(f"gw:rate:{rate_class}:{{{user_id}}}", "not", "a bucket")
+
+
+@pytest.mark.parametrize("policy", ["open", "closed"])
+async def test_the_configured_policy_decides_when_the_store_cannot_take_a_token(
+    start_gateway: StartGateway, clean_redis: RedisProcess, recorder: Recorder, policy: str
+) -> None:
+    gateway = await start_gateway(PHASE="4", RATE_LIMITS=LIMITS, RATE_LIMIT_FAIL_POLICY=policy)
+    async with await log_in(gateway) as client:
+        break_bucket(clean_redis, "alice", "send")
+        status, body, _ = await im(client, "/msg/send_msg", SEND_A_MESSAGE)
+    if policy == "open":
+        assert (status, body["errCode"]) == (200, 0)
+        assert len(recorder.to("/msg/send_msg")) == 1
+    else:
+        assert (status, body["errCode"]) == (503, 50300)
+        assert recorder.to("/msg/send_msg") == [], "refused without a word to OpenIM"
+    labels = {"class": "send", "policy": policy}
+    assert sample(gateway.app[METRICS], "messenger_gw_rate_limit_unevaluated_total", **labels) == 1
