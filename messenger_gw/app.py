@@ -41,7 +41,7 @@ from .auth import (
     Sessions,
     UserServiceVerifier,
 )
-from .edge import DRAINING, edge_middleware, healthz, readyz
+from .edge import CORS, DRAINING, CORSPolicy, edge_middleware, healthz, readyz
 from .im import ROUTE_TABLE, RouteTable
 from .legacy import ANSWER_HEADERS, LEGACY_SERVICE, LegacyService, configured_table
 from .media import GIF_SEARCH, STICKER_CATALOG, StickerCatalog, gif_search
@@ -83,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[ROUTE_TABLE] = RouteTable.load(settings.route_table)
     app[METRICS] = Metrics()
+    app[CORS] = CORSPolicy(settings.cors)
     app[STICKER_CATALOG] = StickerCatalog.of(settings, metrics=app[METRICS])  # a bad catalog stops start-up
     app[DRAINING] = asyncio.Event()
     app.cleanup_ctx.append(_metrics_ctx)

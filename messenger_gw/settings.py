@@ -233,6 +233,19 @@ class RateLimitSettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class CORSSettings:
+    """Browser origins allowed on /auth/*, /im/* and /ws; none: no CORS answers at all."""
+
+    origins: frozenset[str]  # normalised (scheme://host[:port], the default port left out)
+    any_origin: bool  # configured as *
+    allow_credentials: bool
+
+    @property
+    def enabled(self) -> bool:
+        return self.any_origin or bool(self.origins)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     dev: bool
     listen: HostPort
@@ -262,6 +275,7 @@ class Settings:
     admin: AdminSettings
     webhooks: WebhookSettings
     rate_limits: RateLimitSettings
+    cors: CORSSettings
     legacy: LegacySettings
     gifs: GifSettings
     stickers: StickerSettings
@@ -379,6 +393,11 @@ class Settings:
                 classes=env.read("RATE_LIMITS", _rate_limits, default=DEFAULT_RATE_LIMITS),
                 fail_open=env.read("RATE_LIMIT_FAIL_POLICY", _choice("open", "closed"), default="open") == "open",
             ),
+            cors=CORSSettings(
+                *env.read("CORS_ALLOWED_ORIGINS", _origins, default=""),
+                allow_credentials=env.read("CORS_ALLOW_CREDENTIALS", _choice("true", "false"), default="false")
+                == "true",
+            ),
             legacy=_legacy_settings(env),
             gifs=_gif_settings(env),
             stickers=StickerSettings(
@@ -386,6 +405,11 @@ class Settings:
                 max_age=env.read("STICKER_MAX_AGE", _integer(0, 86400), default="300"),
             ),
         )
+        if settings.cors.any_origin and settings.cors.allow_credentials:
+            raise ConfigError(
+                PREFIX + "CORS_ALLOWED_ORIGINS",
+                "* cannot be combined with CORS_ALLOW_CREDENTIALS=true (browsers refuse it): list the origins",
+            )
         if production and settings.login.dev_otp_code is not None:
             raise ConfigError(PREFIX + "DEV_OTP_CODE", "is only allowed in dev mode (`messenger-gw dev`)")
         timeouts = settings.openim_timeouts
@@ -456,6 +480,9 @@ class Settings:
         limits = self.rate_limits
         yield PREFIX + "RATE_LIMITS", ",".join(f"{name}={limits.classes[name] or 'off'}" for name in RATE_CLASSES)
         yield PREFIX + "RATE_LIMIT_FAIL_POLICY", "open" if limits.fail_open else "closed"
+        cors = self.cors
+        yield PREFIX + "CORS_ALLOWED_ORIGINS", "*" if cors.any_origin else ",".join(sorted(cors.origins)) or "(none)"
+        yield PREFIX + "CORS_ALLOW_CREDENTIALS", str(cors.allow_credentials).lower()
         gifs = self.gifs
         yield PREFIX + "GIF_PROVIDER", gifs.provider
         yield PREFIX + "GIF_API_KEY", "********" if gifs.enabled else "(unset: GIF search off)"
@@ -835,6 +862,48 @@ def _rate_limits(raw: str) -> dict[str, BucketLimit | None]:
                 raise ValueError(f"{part!r}: the rate must be above 0 and the burst from 1 to 1000000")
             classes[name] = BucketLimit(rate, burst, spec)
     return classes
+
+
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origins(raw: str) -> tuple[frozenset[str], bool]:
+    """The allowed origins, normalised as browsers send them, and whether ``*`` was given."""
+    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    if "*" in parts:
+        if len(parts) > 1:
+            raise ValueError("* allows every origin: give it alone, or list origins without it")
+        return frozenset(), True
+    return frozenset(_origin(part) for part in parts), False
+
+
+def _origin(raw: str) -> str:
+    """``scheme://host[:port]`` as a browser's ``Origin`` header has it: lower case, the host in
+    IDNA (punycode), the scheme's default port left out."""
+    if raw == "null":
+        raise ValueError("null is the origin of sandboxed and file:// pages: any page can send it, never allow it")
+    parts = urlsplit(raw)
+    scheme = parts.scheme.lower()
+    if not _SCHEME.fullmatch(scheme) or not parts.netloc or not parts.hostname:
+        raise ValueError(f"{raw!r} is not an origin (scheme://host[:port], e.g. https://app.example.com)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f"{raw!r}: an origin has no path, query, fragment or user, only scheme://host[:port]")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{raw!r} has an invalid port") from None
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{ipaddress.IPv6Address(host).compressed}]"
+    elif not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError(f"{raw!r}: the host is not a valid internationalised domain name") from None
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        return f"{scheme}://{host}:{port}"
+    return f"{scheme}://{host}"
 
 
 def _user_id(raw: str) -> str:

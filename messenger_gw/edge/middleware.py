@@ -1,10 +1,12 @@
-"""The edge every request passes first: its operationID, its metrics and access line, its error envelope.
+"""The edge every request passes first: its operationID, its metrics and access line, its error envelope, and
+CORS for a request from a browser page.
 
 Three concerns, each a function of its own module (``operation_id``,
 ``metrics``, ``errors``), composed in that order in one middleware rather
 than three: every time a request's task suspends and resumes (the store, the
 upstream), the resumption passes through each frame of its await chain, so
-each layer costs on every wait, not once (``docs/performance.md``).
+each layer costs on every wait, not once (``docs/performance.md``). CORS
+(``cors``) is consulted only for a request with an ``Origin`` header.
 
 A request that is not well-formed HTTP never reaches a middleware: aiohttp's
 parser refuses it on the connection. :class:`EdgeRunner` serves the app with
@@ -25,6 +27,7 @@ from messenger_gw.logs import OPERATION_ID_VAR
 from messenger_gw.metrics import METRICS
 from messenger_gw.operation_id import OPERATION_ID, RESPONSE_HEADER, new_operation_id, operation_id_of
 
+from .cors import CORS, add_cors_headers
 from .envelope import error_response
 
 log = logging.getLogger(__name__)
@@ -39,9 +42,15 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     metrics = request.app[METRICS]
     started = metrics.request_started()
     status = 500  # unless answered: a cancelled request (the client went away) counts as a failure
+    cors_answer = None
     try:
         try:
-            response = await handler(request)
+            origin = request.headers.get("Origin")
+            if origin is None:
+                response = await handler(request)
+            else:
+                cors_answer, preflight = request.app[CORS].consider(request, origin)
+                response = preflight or await handler(request)
         except Exception as exc:
             try:
                 response = error_response(request, exc)
@@ -51,6 +60,8 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 raise
         status = response.status
         response.headers[RESPONSE_HEADER] = operation_id
+        if cors_answer is not None and not response.prepared:  # a prepared one got them from its handler
+            add_cors_headers(request, response)
         return response
     finally:
         metrics.request_answered(request, status, started)

@@ -29,7 +29,7 @@ from aiohttp import web
 
 from messenger_gw import edge, errors
 from messenger_gw.auth import AUTHENTICATOR, Caller
-from messenger_gw.edge import forwarded_for, is_blank, parse_json_object
+from messenger_gw.edge import add_cors_headers, forwarded_for, is_blank, parse_json_object
 from messenger_gw.metrics import METRICS, ROUTE_LABEL
 from messenger_gw.moderation import BANS, RATE_LIMITS
 from messenger_gw.openim import (
@@ -279,6 +279,7 @@ async def _stream(request: web.Request, answer: Answer, head: bytes, exchange: E
     response = web.StreamResponse(status=answer.status)
     response.content_type = "application/json"
     response.enable_compression()
+    add_cors_headers(request, response)  # the edge cannot add them once the status line is out
     await response.prepare(request)
     timeout = request.app[SETTINGS].client_write_timeout
     chunk = head

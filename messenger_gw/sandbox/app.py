@@ -37,10 +37,15 @@ log = logging.getLogger(__name__)
 
 SANDBOX: web.AppKey[Sandbox] = web.AppKey("sandbox", Sandbox)
 
+# tools v0.0.50-alpha.67 mw/gin.go CorsHandler: on every answer, OPTIONS included.
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Headers": "*",
     "Access-Control-Allow-Methods": "*",
+    "Access-Control-Allow-Headers": "*",
+    "Access-Control-Expose-Headers": "Content-Length, Access-Control-Allow-Origin, Access-Control-Allow-Headers,"
+    "Cache-Control,Content-Language,Content-Type,Expires,Last-Modified,Pragma,FooBar",
+    "Access-Control-Max-Age": "172800",
+    "Access-Control-Allow-Credentials": "false",
 }
 
 
