@@ -151,7 +151,11 @@ export class GatewayClient {
     const fetchImpl = options.fetch ?? globalThis.fetch;
     this.fetchImpl = (input, init) => fetchImpl(input, init);
     this.now = options.now ?? Date.now;
-    if (options.state !== undefined) this.session = { state: options.state, key: base64urlDecode(options.state.key) };
+    if (options.state !== undefined) {
+      const { login, ...rest } = options.state;
+      const state: SessionState = login === undefined ? { ...rest } : { ...rest, login: { ...login } };
+      this.setSession({ state, key: base64urlDecode(state.key) }, false);
+    }
   }
 
   /** The current session, to save (it holds the key), or undefined before the first handshake. */
@@ -333,9 +337,14 @@ export class GatewayClient {
     return login;
   }
 
-  private setSession(session: Session | undefined): void {
+  private setSession(session: Session | undefined, notify = true): void {
+    // Handed out as it is (state, onState): frozen, so no caller can change the client's own copy.
+    if (session !== undefined) {
+      if (session.state.login !== undefined) Object.freeze(session.state.login);
+      Object.freeze(session.state);
+    }
     this.session = session;
-    this.options.onState?.(session?.state ?? null);
+    if (notify) this.options.onState?.(session?.state ?? null);
   }
 
   private async signedSend(

@@ -4,7 +4,7 @@ import { execFile } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 
-import { GatewayClient, GatewayError, LoggedOut, nobleCrypto, webCrypto } from "../dist/index.js";
+import { GatewayClient, GatewayError, LoggedOut, base64urlEncode, nobleCrypto, webCrypto } from "../dist/index.js";
 import { DEV_ADMIN_KEY, DEV_OTP_CODE, startDevGateway } from "./helpers.mjs";
 
 let gateway;
@@ -53,10 +53,11 @@ for (const [name, crypto] of [
     const login = await gw.login({ userID, code: DEV_OTP_CODE });
     assert.equal(login.userID, userID);
     assert.match(login.imToken, /^eyJ/);
+    assert.match(login.wsURL, /^wss?:\/\//);
     assert.deepEqual(gw.openIM, {
       userID,
       token: login.imToken,
-      wsAddr: gateway.msgGatewayURL,
+      wsAddr: login.wsURL,
       apiAddr: `${gateway.url}/im`,
       platformID: 5,
     });
@@ -118,34 +119,66 @@ test("errors come back as GatewayError with the gateway's errCode", async () => 
 });
 
 describe("session renewal", () => {
-  test("a session revoked behind the client's back is renewed, the request sent again, once", async () => {
+  test("a session the gateway no longer knows is renewed, the request sent again, once", async () => {
     const userID = newUser();
+    const first = await client().login({ userID, code: DEV_OTP_CODE });
     const recorded = recordingFetch();
     const logins = [];
     let hookCalls = 0;
+    // A logged-in session as an expiry leaves it: still in the client's hands, gone from the
+    // gateway's store (a key and ID the gateway never issued stand for it).
+    const forgotten = { sessionId: "expired-session-0123456789", key: base64urlEncode(new Uint8Array(32).fill(7)) };
     const gw = client({
       fetch: recorded.fetch,
+      state: { sessionId: forgotten.sessionId, key: forgotten.key, platformID: 5, expiresAt: 4102444800, login: first },
       relogin: () => {
         hookCalls += 1;
         return { userID, code: DEV_OTP_CODE };
       },
       onLogin: (login, renewed) => logins.push({ login, renewed }),
     });
-    const first = await gw.login({ userID, code: DEV_OTP_CODE });
-    const before = gw.state.sessionId;
-    await client({ state: gw.state }).logout(); // as an expiry or another replica's revocation would
 
-    recorded.seen.length = 0;
     // Several at once: one renewal serves them all.
     const results = await Promise.all([1, 2, 3].map(() => gw.call("/im/user/get_self_user_info", {})));
     assert.ok(results.every((r) => r.userID === userID));
     assert.equal(hookCalls, 1);
-    assert.equal(recorded.seen.filter((r) => r.path === "/auth/handshake").length, 1);
-    assert.notEqual(gw.state.sessionId, before);
-    assert.deepEqual(logins.map((l) => l.renewed), [false, true]);
+    assert.deepEqual(
+      recorded.seen.map((r) => `${r.path} ${r.status}`).sort(),
+      [
+        ...Array(3).fill("/im/user/get_self_user_info 401"),
+        "/auth/handshake 200",
+        "/auth/login 200",
+        ...Array(3).fill("/im/user/get_self_user_info 200"),
+      ].sort(),
+    );
+    assert.notEqual(gw.state.sessionId, forgotten.sessionId);
+    assert.deepEqual(logins.map((l) => l.renewed), [true]);
     // The stored imToken is reused, so an OpenIM SDK holding it carries on undisturbed.
     assert.equal(gw.openIM.token, first.imToken);
     assert.equal((await gw.sessionInfo()).sessionId, gw.state.sessionId);
+  });
+
+  test("a session revoked by a logout elsewhere is renewed, and onLogin hands over a live imToken", async () => {
+    const userID = newUser();
+    const renewed = [];
+    const gw = client({
+      relogin: () => ({ userID, code: DEV_OTP_CODE }),
+      onLogin: (login, isRenewal) => isRenewal && renewed.push(login),
+    });
+    await gw.login({ userID, code: DEV_OTP_CODE });
+    const before = gw.state.sessionId;
+    await client({ state: gw.state }).logout(); // the logout also ends the imToken it handed out
+    assert.equal((await gw.call("/im/user/get_self_user_info", {})).userID, userID);
+    assert.notEqual(gw.state.sessionId, before);
+    assert.equal(renewed.length, 1);
+    // The logout ended the imToken it handed out; the one the renewal handed the app is the live one.
+    const asSDK = await fetch(`${gateway.url}/im/user/get_self_user_info`, {
+      method: "POST",
+      headers: { token: renewed[0].imToken, operationID: "js-client-test", "Content-Type": "application/json" },
+      body: "{}",
+    });
+    assert.equal((await asSDK.json()).errCode, 0);
+    assert.equal(gw.openIM.token, renewed[0].imToken);
   });
 
   test("a session past its expiry is renewed before the request, not after a 401", async () => {

@@ -39,6 +39,7 @@ before(async () => {
   gateway = await startDevGateway(({ port }) => ({
     CORS_ALLOWED_ORIGINS: `http://app.localhost:${port},http://plain.test:${port}`,
     HANDSHAKE_RATE_LIMIT: "0",
+    SESSION_TTL: "60", // the shortest the gateway allows: the expiry test waits it out
   }));
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   await mkdir(ARTIFACTS, { recursive: true });
@@ -91,6 +92,19 @@ async function send(page, text) {
 const listEntry = (page, conversationID) => page.locator(`#conversations li[data-conversation-id="${conversationID}"]`);
 const message = (page, text) => page.locator("#messages li", { hasText: text });
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+
+/** A fetch that records the path and status of every request made with it. */
+function recordingFetch() {
+  const seen = [];
+  const recording = async (input, init) => {
+    const response = await fetch(input, init);
+    seen.push({ path: new URL(String(input)).pathname, status: response.status });
+    return response;
+  };
+  return { seen, fetch: recording };
+}
+
 /** How long until `locator` shows, failing past `limit` ms. */
 async function shownWithin(locator, limit) {
   const started = performance.now();
@@ -139,29 +153,6 @@ describe("the demo web chat in Chromium", () => {
     assert.ok(preflights > 0, "no OPTIONS request reached the gateway");
   });
 
-  test("a session that ends is renewed by the client without the page noticing", async () => {
-    const before = await alice.page.evaluate(() => window.webChat.gw.state);
-    // What an expiry, or a revocation on another replica, looks like to the page: the gateway
-    // no longer knows the session.
-    await new GatewayClient({ baseURL: gateway.url, platformID: 5, state: before }).logout();
-    const mark = alice.requests.length;
-
-    await openChatWith(alice.page, "bob"); // a signed /im call through the client
-    assert.deepEqual(
-      alice.requests.slice(mark).filter((r) => r.includes("/auth/") || r.includes("get_users_info")),
-      ["POST /im/user/get_users_info", "POST /auth/handshake", "POST /auth/login", "POST /im/user/get_users_info"],
-    );
-    const after = await alice.page.evaluate(() => window.webChat.gw.state);
-    assert.notEqual(after.sessionId, before.sessionId);
-    assert.equal(after.login.imToken, before.login.imToken, "the SDK keeps its imToken");
-    assert.equal(await alice.page.locator("#new-chat-error").isHidden(), true);
-    assert.equal(await alice.page.locator("#notice").isHidden(), true);
-
-    await send(alice.page, "still here");
-    await shownWithin(listEntry(bob.page, "si_alice_bob").locator(".latest", { hasText: "still here" }), REAL_TIME_MS);
-    assert.deepEqual(alice.errors, []);
-  });
-
   test("a banned user's page shows that it was logged out", async () => {
     const carol = await logIn("carol");
     const response = await fetch(`${gateway.url}/admin/users/carol/ban`, {
@@ -203,5 +194,30 @@ describe("the demo web chat in Chromium", () => {
     );
     assert.equal(await mallory.page.evaluate(() => window.webChat ?? null), null);
     assert.equal(await mallory.page.locator("#chat").isHidden(), true);
+  });
+  test("a session that expires is renewed by the client without the page noticing", { timeout: 120_000 }, async () => {
+    const before = await alice.page.evaluate(() => window.webChat.gw.state);
+    // Sessions live 60 s here (SESSION_TTL): wait out alice's, in which her page asks the gateway nothing.
+    await sleep(before.expiresAt * 1000 + 1500 - Date.now());
+    const probe = recordingFetch();
+    const stale = { ...before, login: undefined, expiresAt: before.expiresAt + 3600 };
+    await new GatewayClient({ baseURL: gateway.url, platformID: 5, state: stale, fetch: probe.fetch }).sessionInfo();
+    assert.deepEqual(probe.seen[0], { path: "/auth/session", status: 401 }, "the gateway has let the session go");
+
+    const mark = alice.requests.length;
+    await openChatWith(alice.page, "bob"); // a signed /im call through the client
+    assert.deepEqual(
+      alice.requests.slice(mark).filter((r) => r.includes("/auth/") || r.includes("get_users_info")),
+      ["POST /auth/handshake", "POST /auth/login", "POST /im/user/get_users_info"],
+    );
+    const after = await alice.page.evaluate(() => window.webChat.gw.state);
+    assert.notEqual(after.sessionId, before.sessionId);
+    assert.equal(after.login.imToken, before.login.imToken, "the SDK keeps its imToken");
+    assert.equal(await alice.page.locator("#new-chat-error").isHidden(), true);
+    assert.equal(await alice.page.locator("#notice").isHidden(), true);
+
+    await send(alice.page, "still here");
+    await shownWithin(listEntry(bob.page, "si_alice_bob").locator(".latest", { hasText: "still here" }), REAL_TIME_MS);
+    assert.deepEqual(alice.errors, []);
   });
 });
