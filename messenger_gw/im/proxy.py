@@ -20,7 +20,6 @@ cannot be an error envelope, is streamed on.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -209,16 +208,7 @@ async def forward(request: web.Request, caller: Caller, route: Route, body: byte
 
 
 def _upstream_headers(request: web.Request, token: str, settings: Settings, *, opaque: bool) -> list[tuple[str, str]]:
-    dropped = NOT_FORWARDED
-    if "Connection" in request.headers:  # and the fields it names, hop-by-hop too
-        named = {name.strip().lower() for value in request.headers.getall("Connection") for name in value.split(",")}
-        dropped = dropped | named
-    # The pool writes these pairs as they are: no mapping is built only to be read once.
-    headers = [
-        (name, value)
-        for name, value in request.headers.items()
-        if (lower := name.lower()) not in dropped and not lower.startswith("proxy-")
-    ]
+    headers = edge.passed_headers(request, NOT_FORWARDED)
     # All in NOT_FORWARDED, so none is there yet: added, not replaced.
     headers += [
         ("token", token),
@@ -280,31 +270,8 @@ async def _stream(request: web.Request, answer: Answer, head: bytes, exchange: E
     response.content_type = "application/json"
     response.enable_compression()
     add_cors_headers(request, response)  # the edge cannot add them once the status line is out
-    await response.prepare(request)
-    timeout = request.app[SETTINGS].client_write_timeout
-    chunk = head
-    try:
-        while chunk:
-            async with asyncio.timeout(timeout):
-                await response.write(chunk)
-            chunk = await exchange.read(PEEK_BYTES)
-        async with asyncio.timeout(timeout):
-            await response.write_eof()
-    except (TimeoutError, ConnectionError) as exc:  # the writes': OpenIM's deadline ends a read by cancelling it
-        slow = isinstance(exc, TimeoutError)
-        log.info("the client %s a streamed answer: cut off", "was too slow to take" if slow else "went away during")
-        _cut_off(request)
-    except BaseException:
-        _cut_off(request)  # OpenIM failed midway: its failure is counted, and the client must not take part for all
-        raise
-    return response
-
-
-def _cut_off(request: web.Request) -> None:
-    """End the client's connection: after the status line, no envelope can follow, and an answer cut
-    short must not look complete."""
-    if request.transport is not None:
-        request.transport.abort()
+    write_timeout = request.app[SETTINGS].client_write_timeout
+    return await edge.stream_answer(request, response, head, exchange.read, write_timeout=write_timeout)
 
 
 async def _self_user_info(request: web.Request, caller: Caller, token: str) -> web.StreamResponse:
