@@ -28,4 +28,7 @@ def test_the_packaged_table_puts_sending_pulls_and_group_writes_in_their_classes
     assert classes["/msg/send_msg"] == "send"
     assert classes["/msg/pull_msg_by_seq"] == classes["/msg/get_conversations_has_read_and_max_seq"] == "sync"
     assert classes["/group/create_group"] == classes["/group/kick_group"] == "group_write"
+    assert classes["/group/join_group"] == classes["/group/mute_group_member"] == "group_write"
+    assert classes["/friend/get_incremental_friends"] == classes["/group/get_full_join_group_ids"] == "sync"
+    assert {classes[path] for path in classes if path.startswith("/object/")} == {"upload"}
     assert classes["/msg/get_server_time"] is None
