@@ -216,8 +216,29 @@ Try it:
   curl -s {gateway.url}/metrics | grep messenger_gw_admin_token
   curl -s -X POST {api}/auth/get_admin_token -H 'operationID: try-1' \\
        -d '{{"secret":"{secret}","userID":"{settings.openim_admin_user_id}"}}'
-{admin_try}
+{admin_try}{_media_steps(settings)}
 Ctrl-C stops it."""
+
+
+def _media_steps(settings: Settings) -> str:
+    """The try-it lines of the sticker catalog and GIF search (docs/media.md), or why GIF search is off."""
+    client = ".venv/bin/messenger-gw client"
+    packs = settings.stickers.packs
+    lines = [
+        "Stickers and GIFs, with a client logged in as the README's steps do (docs/media.md):",
+        f"  {client} call /stickers/packs --method GET   # {packs or 'the shipped example pack'}",
+    ]
+    if packs is None:
+        lines.append(f"  {client} call /stickers/packs/twemoji-hello --method GET")
+    gifs = settings.gifs
+    if gifs.enabled:
+        search = f"{client} call '/gifs/search?q=hello&limit=8' --method GET"
+        lines.append(f"  {search}   # {gifs.provider}, rating {gifs.rating}")
+    else:
+        lines.append(
+            "  GIF search is off: set MESSENGER_GW_GIF_API_KEY (GIPHY's; KLIPY's with MESSENGER_GW_GIF_PROVIDER=klipy)"
+        )
+    return "\n" + "\n".join(lines) + "\n"
 
 
 def _tune_garbage_collector() -> None:

@@ -148,7 +148,7 @@ def readme_client_steps() -> list[list[str]]:
 
 def run_readme_client_steps(gateway: str) -> None:
     steps = readme_client_steps()
-    assert [step[0] for step in steps] == ["handshake", "login", "call", "call", "call", "logout"]
+    assert [step[0] for step in steps] == ["handshake", "login", *["call"] * 5, "logout"]  # /auth, 2 /im, 2 /stickers
     with tempfile.TemporaryDirectory() as state_dir:
         where = ["--url", gateway, "--state", f"{state_dir}/session.json"]
         outputs = []
@@ -158,7 +158,7 @@ def run_readme_client_steps(gateway: str) -> None:
             )
             assert result.returncode == 0, (step, result.stderr)
             outputs.append(result.stdout)
-    handshake, login, session, self_info, sent, _ = outputs
+    handshake, login, session, self_info, sent, packs, pack, _ = outputs
     assert len(orjson.loads(handshake)["sessionId"]) == 22
     assert orjson.loads(login)["userID"] == "alice"
     assert orjson.loads(login)["imToken"].count(".") == 2
@@ -167,6 +167,8 @@ def run_readme_client_steps(gateway: str) -> None:
     assert orjson.loads(self_info)["data"]["userID"] == "alice"
     assert orjson.loads(sent)["errCode"] == 0
     assert len(orjson.loads(sent)["data"]["serverMsgID"]) == 32
+    assert [p["id"] for p in orjson.loads(packs)["packs"]] == ["twemoji-hello"], "dev mode's example pack"
+    assert len(orjson.loads(pack)["stickers"]) == 6
     admin = {"Authorization": "Bearer dev-admin-key"}
     request = urllib.request.Request(gateway + "/admin/users/alice", headers=admin)  # noqa: S310 - loopback
     with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback test server
