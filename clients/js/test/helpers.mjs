@@ -48,19 +48,11 @@ export async function startDevGateway(env = {}) {
     const timer = setTimeout(() => reject(new Error(`messenger-gw dev did not start in 20 s:\n${output}`)), 20_000);
     const read = (chunk) => {
       output += chunk;
-      const gateway = /^\s+gateway\s+(\S+)$/m.exec(output);
-      const sandbox = /^\s+OpenIM sandbox\s+(\S+)$/m.exec(output);
-      const msgGateway = /^\s+msg-gateway\s+(\S+)$/m.exec(output);
-      if (gateway && sandbox && msgGateway) {
+      // The banner's first line that names the gateway's address: it is listening then.
+      const gateway = /^\s+gateway\s+(\S+)\n/m.exec(output); // a whole line, not a chunk cut short
+      if (gateway) {
         clearTimeout(timer);
-        resolve({
-          url: gateway[1],
-          port,
-          sandboxURL: sandbox[1],
-          // What the login hands out as wsURL, and the sandbox's own msg-gateway behind it.
-          msgGatewayURL: msgGateway[1],
-          sandboxWsURL: `ws://127.0.0.1:${wsPort}`,
-        });
+        resolve({ url: gateway[1], port });
       }
     };
     child.stdout.setEncoding("utf8").on("data", read);

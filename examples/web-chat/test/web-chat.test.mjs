@@ -51,10 +51,8 @@ after(async () => {
 });
 
 function demoURL(host) {
-  const query = new URLSearchParams({ gateway: gateway.url });
-  // Until the gateway's /ws guard relays the SDK's socket, the SDK connects to the sandbox's msg-gateway.
-  query.set("wsAddr", gateway.sandboxWsURL);
-  return `http://${host}:${gateway.port}/demo/?${query}`;
+  // The SDK takes the login's wsURL and apiAddr, as dev mode hands them out.
+  return `http://${host}:${gateway.port}/demo/?${new URLSearchParams({ gateway: gateway.url })}`;
 }
 
 /** A fresh browser context (no shared storage) on the demo page, from `host`. */
