@@ -4,6 +4,7 @@ them), and /im end to end: gateways on one real redis-server over the recording 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -108,6 +109,12 @@ async def test_a_store_that_cannot_answer_refuses_requests_when_failing_closed(u
 LIMITS = "send=30/m:2,sync=1/s:100,upload=off"
 
 
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    # The sandbox signs an imToken's exp by its clock and the gateway checks it by the real one.
+    return FakeClock(time.time())
+
+
 async def log_in(gateway: Gateway, user_id: str = "alice") -> GatewayClient:
     client = gateway.client()
     await client.handshake(platform_id=5)
@@ -178,6 +185,29 @@ async def test_two_replicas_take_from_one_bucket(
     statuses = [(await im(client, "/msg/send_msg", SEND_A_MESSAGE, via=via))[0] for via in (first, second, second)]
     assert statuses == [200, 200, 429]
     assert (await im(client, "/msg/send_msg", SEND_A_MESSAGE, via=first))[0] == 429
+
+
+async def test_an_openim_sdk_client_over_the_limit_reads_the_refusal_as_openim_answers(
+    start_gateway: StartGateway, recorder: Recorder
+) -> None:
+    gateway = await start_gateway(PHASE="4", RATE_LIMITS=LIMITS)
+    async with gateway.client() as client:
+        await client.handshake(platform_id=5)
+        token = (await client.login({"userID": "alice", "code": GOOD_CODE}))["imToken"]
+    sdk = {"token": token, "operationID": "op-sdk", "reqFuncName": "SendMessage", "Content-Type": "application/json"}
+    answers = []
+    for _ in range(3):
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(gateway.url + "/im/msg/send_msg", data=orjson.dumps(SEND_A_MESSAGE), headers=sdk) as response,
+        ):
+            answers.append((response.status, (await response.json())["errCode"], response.headers.get("Retry-After")))
+    assert answers[:2] == [(200, 0, None), (200, 0, None)]
+    status, code, retry_after = answers[2]
+    assert (status, code) == (200, 42900), "HTTP 200, as the SDK reads only the errCode of a 200"
+    assert retry_after is not None
+    assert 1 <= int(retry_after) <= 2
+    assert len(recorder.to("/msg/send_msg")) == 2
 
 
 def break_bucket(redis: RedisProcess, user_id: str, rate_class: str) -> None:
