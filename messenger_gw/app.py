@@ -231,7 +231,7 @@ async def _legacy_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     """GIF search, with its own bounded session to the provider."""
-    async with gif_search(app[SETTINGS].gifs, app[STORE], metrics=app[METRICS]) as search:
+    async with gif_search(app[SETTINGS].gifs, app[STORE], app[RATE_LIMITS], metrics=app[METRICS]) as search:
         app[GIF_SEARCH] = search
         yield
 

@@ -40,9 +40,10 @@ DEV_OPENIM_WS_URL = "ws://127.0.0.1:10001"
 ADMIN_TOKEN_MAX_AGE_LIMIT = 300.0
 
 # The classes of rate-limited routes: /im routes name theirs in the route table (`class`), and the
-# WebSocket guard takes from the same buckets. Each is configured in RATE_LIMITS.
-RATE_CLASSES = ("send", "sync", "group_write", "upload")
-DEFAULT_RATE_LIMITS = "send=5/s:20,sync=20/s:100,group_write=2/s:20,upload=5/s:30"
+# WebSocket guard takes from the same buckets; gifs is GET /gifs/* (docs/media.md). Each is configured in
+# RATE_LIMITS.
+RATE_CLASSES = ("send", "sync", "group_write", "upload", "gifs")
+DEFAULT_RATE_LIMITS = "send=5/s:20,sync=20/s:100,group_write=2/s:20,upload=5/s:30,gifs=1/s:20"
 
 # The seeds' migration phases: 3 and 4 move messages, then conversations and groups, to OpenIM; from 6
 # the legacy chat service is off (docs/legacy-chat.md).

@@ -58,7 +58,6 @@ def test_the_providers_address_carries_the_key_so_only_https_leaves_the_machine(
         ("GIF_PROVIDER", "tenor"),
         ("GIF_RATING", "nc-17"),
         ("GIF_CACHE_TTL", "0"),
-        ("GIF_RATE_LIMIT", "-1"),
         ("GIF_TIMEOUT", "61"),
         ("GIF_MAX_CONNECTIONS", "0"),
         ("STICKER_MAX_AGE", "86401"),
@@ -68,6 +67,13 @@ def test_a_media_setting_out_of_bounds_is_refused(variable: str, value: str) -> 
     with pytest.raises(ConfigError) as error:
         Settings.from_env({"MESSENGER_GW_" + variable: value}, dev=True)
     assert error.value.variable == "MESSENGER_GW_" + variable
+
+
+def test_the_gif_routes_have_a_rate_class_of_their_own() -> None:
+    gifs = Settings.from_env({"MESSENGER_GW_RATE_LIMITS": "gifs=2/s:5"}, dev=True).rate_limits.classes["gifs"]
+    assert gifs is not None
+    assert (gifs.rate, gifs.burst) == (2.0, 5)
+    assert Settings.from_env({}, dev=True).rate_limits.classes["gifs"] is not None, "limited by default"
 
 
 def test_dev_mode_describes_the_shipped_pack() -> None:

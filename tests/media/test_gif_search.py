@@ -347,15 +347,16 @@ async def test_gif_search_is_for_logged_in_unbanned_users(
 async def test_each_user_has_a_rate_of_their_own(
     giphy_gateway: StartWith, giphy: tuple[GiphyStandIn, str], log_in: LogIn
 ) -> None:
-    gateway = await giphy_gateway(GIF_RATE_LIMIT="3")
+    gateway = await giphy_gateway(RATE_LIMITS="gifs=1/m:3")  # a bucket of 3, one more a minute
     alice, bob = await log_in(gateway, "alice"), await log_in(gateway, "bob")
-    for _ in range(3):
-        assert (await get(alice, "/gifs/trending")).status == 200
-    refused = await get(alice, "/gifs/trending")
+    for path in ("/gifs/trending", "/gifs/search?q=cats", "/gifs/trending"):
+        assert (await get(alice, path)).status == 200
+    refused = await get(alice, "/gifs/search?q=dogs")
     envelope(refused, 429, 42900)
-    assert int(refused.headers["Retry-After"]) >= 1
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert (await get(bob, "/gifs/trending")).status == 200
-    assert len(giphy[0].seen) == 1, "the others were answered from the store"
+    assert [s.path for s in giphy[0].seen] == ["/v1/gifs/trending", "/v1/gifs/search"], "refused before the cache"
+    assert sample(gateway.app[METRICS], "messenger_gw_rate_limited_total", **{"class": "gifs"}) == 1
 
 
 async def test_without_a_key_gif_search_is_off_and_says_so(start_gateway: StartGateway, log_in: LogIn) -> None:

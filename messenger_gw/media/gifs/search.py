@@ -22,7 +22,7 @@ from multidict import MultiMapping
 
 from messenger_gw import __version__, errors, keys
 from messenger_gw.metrics import Metrics
-from messenger_gw.moderation import RateLimit
+from messenger_gw.moderation import RateLimits
 from messenger_gw.settings import GifSettings
 from messenger_gw.store import Store
 
@@ -35,6 +35,7 @@ CONNECT_TIMEOUT = 3.0
 LOCK_POLL_INTERVAL = 0.05
 LOCK_MARGIN = 2.0  # the lock outlives one provider call by this much, so a holder never loses it midway
 OFF = "off"
+RATE_CLASS = "gifs"  # each user's bucket of RATE_LIMITS, for both routes
 
 
 class GifSearchOff(errors.GatewayError):
@@ -59,7 +60,7 @@ class GifSearch:
         provider: Provider | None,
         store: Store,
         *,
-        rate_limit: RateLimit,
+        rate_limits: RateLimits,
         cache_ttl: float,
         timeout: float,
         metrics: Metrics,
@@ -67,7 +68,7 @@ class GifSearch:
     ) -> None:
         self._provider = provider
         self._store = store
-        self._rate_limit = rate_limit
+        self._rate_limits = rate_limits
         self._cache_ttl = cache_ttl
         self._lock_ttl = timeout + LOCK_MARGIN
         self._metrics = metrics
@@ -84,7 +85,7 @@ class GifSearch:
         if provider is None:
             raise GifSearchOff
         query = self.query(provider, kind, params)
-        await self._rate_limit.hit(user_id)
+        await self._rate_limits.hit(user_id, RATE_CLASS)
         return await self.page(provider, query)
 
     @staticmethod
@@ -181,15 +182,16 @@ class GifSearch:
 
 
 @contextlib.asynccontextmanager
-async def gif_search(settings: GifSettings, store: Store, *, metrics: Metrics) -> AsyncIterator[GifSearch]:
+async def gif_search(
+    settings: GifSettings, store: Store, rate_limits: RateLimits, *, metrics: Metrics
+) -> AsyncIterator[GifSearch]:
     """The GIF search of these settings, with its bounded session to the provider while in the block."""
 
     def search(provider: Provider | None) -> GifSearch:
-        rate_limit = RateLimit(store, "gifs", settings.rate_limit)
         return GifSearch(
             provider,
             store,
-            rate_limit=rate_limit,
+            rate_limits=rate_limits,
             cache_ttl=settings.cache_ttl,
             timeout=settings.timeout,
             metrics=metrics,
