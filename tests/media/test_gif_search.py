@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 
 from messenger_gw import keys
 from messenger_gw.metrics import METRICS
 from messenger_gw.moderation import BANS, Ban
+from messenger_gw.sandbox import FakeClock
 from messenger_gw.sdk import GatewayClient
 from messenger_gw.sdk.client import Response
-from tests.conftest import ENVELOPE_KEYS, Gateway, RedisProcess, StartGateway, sample
+from tests.conftest import ENVELOPE_KEYS, GOOD_CODE, Gateway, RedisProcess, StartGateway, sample
 from tests.media.conftest import LogIn
 from tests.media.standins import GIPHY_KEY, KLIPY_KEY, GiphyStandIn, KlipyStandIn
 
@@ -365,3 +368,24 @@ async def test_without_a_key_gif_search_is_off_and_says_so(start_gateway: StartG
     for path in ("/gifs/search?q=cats", "/gifs/trending"):
         body = envelope(await get(alice, path), 404, 40401)
         assert body["errMsg"] == "GIF search is off on this gateway"
+
+
+async def test_an_openim_sdk_clients_imtoken_is_accepted_as_on_im_with_errors_as_openim_answers_them(
+    giphy_gateway: StartWith, giphy: tuple[GiphyStandIn, str], fake_clock: FakeClock
+) -> None:
+    fake_clock.advance(time.time() - fake_clock())  # the sandbox signs exp by its clock, the gateway checks by time()
+    gateway = await giphy_gateway()
+    async with gateway.client() as client:
+        await client.handshake(platform_id=5)
+        im_token = (await client.login({"userID": "alice", "code": GOOD_CODE}))["imToken"]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(gateway.url + "/gifs/trending?limit=2", headers={"token": im_token}) as response:
+            assert response.status == 200
+            assert [r["id"] for r in (await response.json())["results"]] == ["g0", "g1"]
+        async with http.get(gateway.url + "/gifs/search?q=", headers={"token": im_token}) as response:
+            body = await response.json()
+            assert (response.status, body["errCode"]) == (200, 40002), "an SDK reads the errCode of a 200 only"
+        async with http.get(gateway.url + "/gifs/trending", headers={"token": "not-a-token"}) as response:
+            assert (response.status, (await response.json())["errCode"]) == (200, 40100)
+        async with http.get(gateway.url + "/stickers/packs", headers={"token": im_token}) as response:
+            assert (response.status, await response.json()) == (200, {"packs": []})
