@@ -200,7 +200,6 @@ class GifSettings:
     api_url: str  # the provider's base URL
     rating: str  # the most mature content rating served, one of GIF_RATINGS
     cache_ttl: float  # seconds an answer is kept in the store and shared by every replica
-    rate_limit: int  # requests per minute per user, across replicas; 0 = no limit
     timeout: float  # one call to the provider, connection to last byte
     max_connections: int
 
@@ -490,7 +489,6 @@ class Settings:
         yield PREFIX + "GIF_API_URL", gifs.api_url
         yield PREFIX + "GIF_RATING", gifs.rating
         yield PREFIX + "GIF_CACHE_TTL", f"{gifs.cache_ttl:g}"
-        yield PREFIX + "GIF_RATE_LIMIT", f"{gifs.rate_limit} per minute per user" if gifs.rate_limit else "(no limit)"
         yield PREFIX + "GIF_TIMEOUT", f"{gifs.timeout:g}"
         yield PREFIX + "GIF_MAX_CONNECTIONS", str(gifs.max_connections)
         default_packs = "(the shipped example pack)" if self.dev else "(none)"
@@ -526,7 +524,6 @@ def _gif_settings(env: _Reader) -> GifSettings:
         api_url=env.read("GIF_API_URL", _provider_url, default=GIF_PROVIDERS[provider]),
         rating=env.read("GIF_RATING", _choice(*GIF_RATINGS), default="g"),
         cache_ttl=env.read("GIF_CACHE_TTL", _seconds(1, 86400), default="300"),
-        rate_limit=env.read("GIF_RATE_LIMIT", _integer(0, 100_000), default="30"),
         timeout=env.read("GIF_TIMEOUT", _seconds(0.1, 60), default="5"),
         max_connections=env.read("GIF_MAX_CONNECTIONS", _integer(1, 1000), default="20"),
     )

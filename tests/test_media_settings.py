@@ -80,3 +80,10 @@ def test_dev_mode_describes_the_shipped_pack() -> None:
     assert dict(Settings.from_env({}, dev=True).describe())["MESSENGER_GW_STICKER_PACKS"] == (
         "(the shipped example pack)"
     )
+
+
+def test_gif_rate_limit_is_not_a_setting_of_its_own() -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({"MESSENGER_GW_GIF_RATE_LIMIT": "30"}, dev=True)
+    assert error.value.problem.startswith("is not a known setting")
+    assert all(name != "MESSENGER_GW_GIF_RATE_LIMIT" for name, _ in Settings.from_env({}, dev=True).describe())
