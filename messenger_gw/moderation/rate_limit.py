@@ -3,9 +3,9 @@
 A bucket holds at most ``burst`` tokens and gains ``rate`` tokens a second; each request takes
 one, or is refused with the time until one is there (``Retry-After``). The store keeps a bucket
 as one number and takes tokens in one round trip (``Store.take_tokens``: a script on Redis, on
-the server's clock); the route classes' takes that arrive while one is in flight go together in
-the next (``store.Coalescer``, as the nonce claims do), so a busy gateway makes far fewer round
-trips than requests.
+the server's clock); the takes that arrive while one is in flight go together in the next
+(``store.Coalescer``, as the nonce claims do), so a busy gateway makes far fewer round trips
+than requests.
 
 * :class:`RateLimits`: the classes of /im routes (``settings.RATE_CLASSES``, named per route in
   ``im/routes.toml``), one bucket per user and class. :meth:`RateLimits.check` needs no HTTP
@@ -101,14 +101,13 @@ class RateLimit:
 
     def __init__(self, store: Store, scope: str, per_minute: int, *, metrics: Metrics | None = None) -> None:
         self._store = store
+        self._take = Coalescer(store.take_tokens)  # message callbacks come as fast as messages do
         self._scope = scope
         self._limit = per_minute
         self._metrics = metrics
 
     async def _wait(self, subject: str) -> float:
-        [wait] = await self._store.take_tokens(
-            [Bucket(_key(self._scope, subject), self._limit / self.WINDOW, self._limit)]
-        )
+        wait = await self._take.submit(Bucket(_key(self._scope, subject), self._limit / self.WINDOW, self._limit))
         if wait and self._metrics is not None:
             self._metrics.rate_limited.labels(self._scope).inc()
         return wait
