@@ -2,7 +2,8 @@
 
 ``signing.test.mjs`` checks the signer and the key agreement byte for byte against the gateway's
 Python code; ``client.test.mjs`` runs the handshake, login, calls, logout and session renewal
-(expired, revoked, banned, refused) against a real dev gateway.
+(expired, revoked, banned, refused) against a real dev gateway; ``types.test.mjs`` compiles an
+app's use of the package against its shipped declarations.
 """
 
 from __future__ import annotations

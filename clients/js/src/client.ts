@@ -159,7 +159,7 @@ export class GatewayClient {
   }
 
   /** The current session, to save (it holds the key), or undefined before the first handshake. */
-  get state(): SessionState | undefined {
+  get state(): Readonly<SessionState> | undefined {
     return this.session?.state;
   }
 
@@ -252,7 +252,11 @@ export class GatewayClient {
    * {@link GatewayError} for the gateway's errors and for OpenIM's (errCode not 0, HTTP 200).
    */
   call<P extends keyof ImRoutes>(path: P, body: ImRoutes[P]["request"]): Promise<ImRoutes[P]["response"]>;
-  call<T = unknown>(path: `/im/${string}`, body?: object): Promise<T>;
+  // Any other /im route; a typed route's literal path never matches here, so its body stays checked.
+  call<T = unknown, P extends `/im/${string}` = `/im/${string}`>(
+    path: P & (P extends keyof ImRoutes ? never : unknown),
+    body?: object,
+  ): Promise<T>;
   async call(path: string, body: object = {}): Promise<unknown> {
     const envelope = (await checked(await this.request("POST", path, body))) as { data?: unknown } | null;
     return envelope?.data;
