@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import auth, im, legacy, media
+from . import auth, im, legacy, media, ws
 from .admin import (
     ADMIN_AUTHENTICATOR,
     AUDIT_LOG,
@@ -46,7 +46,7 @@ from .im import ROUTE_TABLE, RouteTable
 from .legacy import ANSWER_HEADERS, LEGACY_SERVICE, LegacyService, configured_table
 from .media import GIF_SEARCH, STICKER_CATALOG, StickerCatalog, gif_search
 from .metrics import METRICS, Metrics, flushing, metrics_handler
-from .moderation import BANS, RATE_LIMITS, Bans, RateLimit, RateLimits, WordRules
+from .moderation import BANS, MESSAGE_RULES, RATE_LIMITS, Bans, MessageRules, RateLimit, RateLimits, WordRules
 from .openim import (
     ADMIN_TOKENS,
     CONVERSATION_ACCESS,
@@ -71,6 +71,7 @@ from .webhooks import (
     create_webhook_app,
     replaying,
 )
+from .ws import WS_GUARD, FramePolicy, WsGuard, guarding, upstream_session
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -83,8 +84,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[ROUTE_TABLE] = RouteTable.load(settings.route_table)
     app[METRICS] = Metrics()
-    app[CORS] = CORSPolicy(settings.cors)
     app[STICKER_CATALOG] = StickerCatalog.of(settings, metrics=app[METRICS])  # a bad catalog stops start-up
+    app[CORS] = CORSPolicy(settings.cors)
     app[DRAINING] = asyncio.Event()
     app.cleanup_ctx.append(_metrics_ctx)
     app.cleanup_ctx.append(_store_ctx)
@@ -93,6 +94,9 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_admin_ctx)
     app.cleanup_ctx.append(_webhooks_ctx)
     app.cleanup_ctx.append(_media_ctx)
+    guarded = settings.ws_guard.upstream_url is not None  # else no /ws: clients go to OpenIM's msg-gateway directly
+    if guarded:
+        app.cleanup_ctx.append(_ws_ctx)
     legacy_table = configured_table(settings.legacy, im_routes={route.label for route in app[ROUTE_TABLE]})
     if legacy_table is not None:
         app.cleanup_ctx.append(_legacy_ctx)
@@ -103,6 +107,8 @@ def create_app(settings: Settings) -> web.Application:
     auth.add_routes(app)
     im.add_routes(app)
     media.add_routes(app)
+    if guarded:
+        ws.add_routes(app)
     if legacy_table is not None:
         legacy.add_routes(app, legacy_table)
     app.add_subapp("/admin/", create_admin_app())
@@ -161,6 +167,8 @@ async def _auth_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, store, metrics = app[SETTINGS], app[STORE], app[METRICS]
     app[SESSIONS] = sessions = Sessions(store, app[INVALIDATION], ttl=settings.session_ttl)
     app[BANS] = bans = Bans(store, app[INVALIDATION])
+    # One set of message rules for OpenIM's before-send callbacks and the WebSocket guard's frames.
+    app[MESSAGE_RULES] = MessageRules(bans, WordRules(settings.webhooks.banned_words_file))
     app[IM_TOKENS] = im_tokens = ImTokens(store, app[OPENIM], app[ADMIN_TOKENS], app[INVALIDATION])
     # For the WebSocket guard's upgrades as for /im: a token string in, a caller or a refusal out.
     app[IM_TOKEN_VERIFIER] = im_token_verifier = ImTokenVerifier(settings.openim_secret, im_tokens, bans)
@@ -202,7 +210,7 @@ async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     """OpenIM's callbacks: the receiver with its spool replay, and the after-event consumer."""
     hooks, store, metrics = app[SETTINGS].webhooks, app[STORE], app[METRICS]
     app[WEBHOOK_RECEIVER] = receiver = WebhookReceiver(
-        hooks, store, app[BANS], metrics=metrics, spool=Spool(hooks.spool_dir)
+        hooks, store, app[BANS], metrics=metrics, spool=Spool(hooks.spool_dir), message_rules=app[MESSAGE_RULES]
     )
     app[WEBHOOK_CONSUMER] = consumer = WebhookConsumer(
         store,
@@ -234,6 +242,29 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     async with gif_search(app[SETTINGS].gifs, app[STORE], app[RATE_LIMITS], metrics=app[METRICS]) as search:
         app[GIF_SEARCH] = search
         yield
+
+
+async def _ws_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The WebSocket guard: its session to OpenIM's msg-gateway, and the tasks that end sockets (bans, idle)."""
+    settings = app[SETTINGS]
+    policy = FramePolicy(
+        app[CONVERSATION_ACCESS],
+        app[MESSAGE_RULES],
+        app[RATE_LIMITS],
+        block_errcode=settings.webhooks.block_errcode,
+        fail_open=settings.webhooks.fail_open,
+    )
+    async with upstream_session() as session:
+        app[WS_GUARD] = guard = WsGuard(
+            settings.ws_guard,
+            app[IM_TOKEN_VERIFIER],
+            policy,
+            session,
+            metrics=app[METRICS],
+            origin_allowed=app[CORS].allows if settings.cors.enabled else None,
+        )
+        async with guarding(guard, app[INVALIDATION]):
+            yield
 
 
 def _identity_verifier(settings: Settings, session: aiohttp.ClientSession) -> IdentityVerifier:

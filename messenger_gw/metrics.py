@@ -247,6 +247,40 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.ws_connections = Gauge(
+            "messenger_gw_ws_connections",
+            "WebSockets the guard holds open right now (each with its connection to OpenIM's msg-gateway).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.ws_upgrades = Counter(
+            "messenger_gw_ws_upgrades",
+            "WebSocket upgrades to /ws, by outcome: accepted, refused_<reason> (as OpenIM answers them),"
+            " refused_by_openim, openim_unreachable, openim_timeout.",
+            ["outcome"],
+            registry=r,
+        )
+        self.ws_frames = Counter(
+            "messenger_gw_ws_frames",
+            "Client request frames the guard read, by reqIdentifier (other: not one of OpenIM's) and verdict"
+            " (relayed, refused).",
+            ["req_identifier", "verdict"],
+            registry=r,
+        )
+        self._ws_frames: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.ws_refusals = Counter(
+            "messenger_gw_ws_refusals",
+            "Client request frames the guard refused, by reason (ws/policy.py REASONS).",
+            ["reason"],
+            registry=r,
+        )
+        self.ws_disconnects = Counter(
+            "messenger_gw_ws_disconnects",
+            "Guarded WebSockets that ended, by why: client, openim, idle, refusals, envelope, drain, or the kick's"
+            " reason (banned, revoked, replaced, expired).",
+            ["reason"],
+            registry=r,
+        )
         self.admin_token_fetched = Gauge(
             "messenger_gw_admin_token_fetched_timestamp_seconds",
             "When the admin token in use was fetched (unix time); its age is time() minus this.",
@@ -302,6 +336,10 @@ class Metrics:
         if errcode is not None:
             self.openim_errcodes.labels(route, str(errcode)).inc()
 
+    def ws_frame(self, req_identifier: str, verdict: str) -> None:
+        """Count one client frame of the WebSocket guard (tallied here, exported at the next flush)."""
+        self._ws_frames[req_identifier, verdict] += 1
+
     def openim_call_done(self, route: str, seconds: float) -> None:
         self._openim_calls[route].add(seconds)
 
@@ -324,6 +362,9 @@ class Metrics:
         calls, self._openim_calls = self._openim_calls, defaultdict(_Tally)
         for route, tally in calls.items():
             self.openim_duration.labels(route).observe_tally(tally)
+        ws_frames, self._ws_frames = self._ws_frames, defaultdict(int)
+        for (req_identifier, verdict), count in ws_frames.items():
+            self.ws_frames.labels(req_identifier, verdict).inc(count)
 
     def render(self) -> bytes:
         self.flush()

@@ -31,7 +31,7 @@ from .app import create_app
 from .edge import DRAINING, EdgeRunner
 from .metrics import MULTIPROCESS_DIR
 from .sandbox import Sandbox, SandboxConfig, create_sandbox_app, create_sandbox_ws_app
-from .settings import DEV_ADMIN_KEY, DEV_OPENIM_WS_URL, OPENIM_DEFAULT_SECRET, HostPort, Settings
+from .settings import DEV_ADMIN_KEY, OPENIM_DEFAULT_SECRET, HostPort, Settings
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,10 @@ async def _run_gateway(settings: Settings, *, reuse_port: bool = False) -> None:
                 serving(create_sandbox_ws_app(sandbox), settings.dev_sandbox_ws_listen, shutdown_timeout=1)
             )
             settings = dataclasses.replace(settings, openim_api_url=sandbox_at.url)
-            if settings.openim_ws_url == DEV_OPENIM_WS_URL:  # not set by hand: hand out where it listens
-                settings = dataclasses.replace(settings, openim_ws_url=f"ws://{ws_at}")
+            guard = settings.ws_guard
+            if guard.upstream_url == f"ws://{settings.dev_sandbox_ws_listen}":  # not set by hand: where it listens
+                guard = dataclasses.replace(guard, upstream_url=f"ws://{ws_at}")
+                settings = dataclasses.replace(settings, ws_guard=guard)
         app = create_app(settings)
         add_demo(app, settings)
         gateway_at = await stack.enter_async_context(
@@ -208,7 +210,8 @@ def _banner(settings: Settings, gateway: HostPort) -> str:
 messenger-gw {__version__}: dev mode ({store}, OpenIM at {api})
   gateway         {gateway.url}
   OpenIM sandbox  {api}
-  msg-gateway     {settings.openim_ws_url}
+  WebSocket       {settings.openim_ws_url} (the guard: logins hand it out as wsURL)
+  msg-gateway     {settings.ws_guard.upstream_url or "(unset: no guard)"}
 
 Try it:
   curl -s {gateway.url}/healthz

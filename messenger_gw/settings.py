@@ -32,8 +32,8 @@ DEV_ADMIN_KEY = "dev-admin-key"
 DEV_ADMIN_KEYS = f"dev:{hashlib.sha256(DEV_ADMIN_KEY.encode()).hexdigest()}"
 # Dev mode's webhook secret: the embedded sandbox calls the gateway's receiver with it.
 DEV_WEBHOOK_SECRET = "dev-webhook-secret-0001"
-# Dev mode's wsURL: the embedded sandbox's msg-gateway (DEV_SANDBOX_WS_LISTEN's default).
-DEV_OPENIM_WS_URL = "ws://127.0.0.1:10001"
+# Dev mode's wsURL: the gateway's own WebSocket guard, at LISTEN (this is LISTEN's default).
+DEV_OPENIM_WS_URL = "ws://127.0.0.1:8080/ws"
 
 # OpenIM moves older admin tokens to a 5-minute grace state whenever a new one
 # is minted (contract, section 11), so a cached admin token must be younger.
@@ -187,33 +187,6 @@ class LegacySettings:
         return _legacy_headers(self.headers.reveal())
 
 
-GIF_PROVIDERS = {"giphy": "https://api.giphy.com", "klipy": "https://api.klipy.com"}
-GIF_RATINGS = ("g", "pg", "pg-13", "r")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class GifSettings:
-    """GIF search through one provider; off until its API key is configured."""
-
-    provider: str  # a key of GIF_PROVIDERS
-    api_key: Secret | None  # None: GIF search is off
-    api_url: str  # the provider's base URL
-    rating: str  # the most mature content rating served, one of GIF_RATINGS
-    cache_ttl: float  # seconds an answer is kept in the store and shared by every replica
-    timeout: float  # one call to the provider, connection to last byte
-    max_connections: int
-
-    @property
-    def enabled(self) -> bool:
-        return self.api_key is not None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StickerSettings:
-    packs: Path | None  # a file or a directory of *.toml; None: the shipped example in dev mode, none in production
-    max_age: int  # Cache-Control max-age of the catalog's answers, seconds
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class BucketLimit:
     """A token bucket: ``burst`` tokens at most, ``rate`` more each second."""
@@ -243,6 +216,45 @@ class CORSSettings:
     @property
     def enabled(self) -> bool:
         return self.any_origin or bool(self.origins)
+
+
+GIF_PROVIDERS = {"giphy": "https://api.giphy.com", "klipy": "https://api.klipy.com"}
+GIF_RATINGS = ("g", "pg", "pg-13", "r")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GifSettings:
+    """GIF search through one provider; off until its API key is configured."""
+
+    provider: str  # a key of GIF_PROVIDERS
+    api_key: Secret | None  # None: GIF search is off
+    api_url: str  # the provider's base URL
+    rating: str  # the most mature content rating served, one of GIF_RATINGS
+    cache_ttl: float  # seconds an answer is kept in the store and shared by every replica
+    timeout: float  # one call to the provider, connection to last byte
+    max_connections: int
+
+    @property
+    def enabled(self) -> bool:
+        return self.api_key is not None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StickerSettings:
+    packs: Path | None  # a file or a directory of *.toml; None: the shipped example in dev mode, none in production
+    max_age: int  # Cache-Control max-age of the catalog's answers, seconds
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WsGuardSettings:
+    """The WebSocket guard (``/ws``, docs/websocket-guard.md)."""
+
+    upstream_url: str | None  # OPENIM_WS_URL_INTERNAL: OpenIM's msg-gateway as the gateway reaches it; None: /ws off
+    max_connections: int  # per worker process
+    max_connections_per_user: int  # per worker process
+    handshake_timeout: float  # the upgrade: the token, then OpenIM's msg-gateway connected and upgraded
+    idle_timeout: float  # a connection with no frame from its client for this long is closed
+    max_refusals: int  # refused frames within a minute after which the connection is closed
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -279,6 +291,7 @@ class Settings:
     legacy: LegacySettings
     gifs: GifSettings
     stickers: StickerSettings
+    ws_guard: WsGuardSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, dev: bool) -> Settings:
@@ -404,6 +417,7 @@ class Settings:
                 packs=env.read_optional("STICKER_PACKS", _file_or_directory, required_because=None),
                 max_age=env.read("STICKER_MAX_AGE", _integer(0, 86400), default="300"),
             ),
+            ws_guard=_ws_guard_settings(env, dev=dev),
         )
         if settings.cors.any_origin and settings.cors.allow_credentials:
             raise ConfigError(
@@ -419,6 +433,8 @@ class Settings:
                 "must be at least OPENIM_CONNECT_TIMEOUT + OPENIM_POOL_TIMEOUT and at least OPENIM_READ_TIMEOUT",
             )
         env.reject_unknown()
+        if settings.openim_ws_url == DEV_OPENIM_WS_URL and dev:  # not set by hand: dev's guard, at LISTEN
+            settings = dataclasses.replace(settings, openim_ws_url=f"ws://{settings.listen}/ws")
         return settings
 
     def describe(self) -> Iterator[tuple[str, str]]:
@@ -477,12 +493,6 @@ class Settings:
         yield PREFIX + "WEBHOOK_FLAGGED_WORDS_FILE", str(hooks.flagged_words_file or "(none)")
         yield PREFIX + "WEBHOOK_MAX_MESSAGES_PER_MINUTE", str(hooks.max_messages_per_minute or "(no limit)")
         yield PREFIX + "WEBHOOK_SPOOL_DIR", str(hooks.spool_dir)
-        limits = self.rate_limits
-        yield PREFIX + "RATE_LIMITS", ",".join(f"{name}={limits.classes[name] or 'off'}" for name in RATE_CLASSES)
-        yield PREFIX + "RATE_LIMIT_FAIL_POLICY", "open" if limits.fail_open else "closed"
-        cors = self.cors
-        yield PREFIX + "CORS_ALLOWED_ORIGINS", "*" if cors.any_origin else ",".join(sorted(cors.origins)) or "(none)"
-        yield PREFIX + "CORS_ALLOW_CREDENTIALS", str(cors.allow_credentials).lower()
         gifs = self.gifs
         yield PREFIX + "GIF_PROVIDER", gifs.provider
         yield PREFIX + "GIF_API_KEY", "********" if gifs.enabled else "(unset: GIF search off)"
@@ -494,6 +504,12 @@ class Settings:
         default_packs = "(the shipped example pack)" if self.dev else "(none)"
         yield PREFIX + "STICKER_PACKS", str(self.stickers.packs) if self.stickers.packs else default_packs
         yield PREFIX + "STICKER_MAX_AGE", str(self.stickers.max_age)
+        limits = self.rate_limits
+        yield PREFIX + "RATE_LIMITS", ",".join(f"{name}={limits.classes[name] or 'off'}" for name in RATE_CLASSES)
+        yield PREFIX + "RATE_LIMIT_FAIL_POLICY", "open" if limits.fail_open else "closed"
+        cors = self.cors
+        yield PREFIX + "CORS_ALLOWED_ORIGINS", "*" if cors.any_origin else ",".join(sorted(cors.origins)) or "(none)"
+        yield PREFIX + "CORS_ALLOW_CREDENTIALS", str(cors.allow_credentials).lower()
         legacy = self.legacy
         yield PREFIX + "LEGACY_CHAT_URL", legacy.url or "(unset: the legacy chat service is off)"
         if legacy.url is not None:
@@ -508,6 +524,13 @@ class Settings:
             yield PREFIX + "LEGACY_READ_TIMEOUT", f"{lt.read:g}"
             yield PREFIX + "LEGACY_TOTAL_TIMEOUT", f"{lt.total:g}"
             yield PREFIX + "LEGACY_MAX_CONNECTIONS", str(legacy.max_connections)
+        guard = self.ws_guard
+        yield PREFIX + "OPENIM_WS_URL_INTERNAL", guard.upstream_url or "(unset: /ws off; clients go to OpenIM directly)"
+        yield PREFIX + "WS_MAX_CONNECTIONS", f"{guard.max_connections} per worker"
+        yield PREFIX + "WS_MAX_CONNECTIONS_PER_USER", f"{guard.max_connections_per_user} per worker"
+        yield PREFIX + "WS_HANDSHAKE_TIMEOUT", f"{guard.handshake_timeout:g}"
+        yield PREFIX + "WS_IDLE_TIMEOUT", f"{guard.idle_timeout:g}"
+        yield PREFIX + "WS_MAX_REFUSALS", f"{guard.max_refusals} per minute"
         if self.dev:
             yield PREFIX + "DEV_SANDBOX_LISTEN", str(self.dev_sandbox_listen)
             yield PREFIX + "DEV_SANDBOX_WS_LISTEN", str(self.dev_sandbox_ws_listen)
@@ -546,6 +569,21 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _ws_guard_settings(env: _Reader, *, dev: bool) -> WsGuardSettings:
+    # Dev mode relays to the embedded sandbox's msg-gateway; production only to the one it is told of.
+    sandbox = f"ws://{env.read('DEV_SANDBOX_WS_LISTEN', _host_port, default='127.0.0.1:10001')}" if dev else None
+    upstream = env.read_optional("OPENIM_WS_URL_INTERNAL", _url(("ws", "wss")), required_because=None)
+    return WsGuardSettings(
+        upstream_url=upstream or sandbox,
+        max_connections=env.read("WS_MAX_CONNECTIONS", _integer(1, 1_000_000), default="20000"),
+        max_connections_per_user=env.read("WS_MAX_CONNECTIONS_PER_USER", _integer(1, 1000), default="10"),
+        handshake_timeout=env.read("WS_HANDSHAKE_TIMEOUT", _seconds(0.1, 60), default="10"),
+        # OpenIM's own read deadline (pongWait); the SDK pings every 10 s.
+        idle_timeout=env.read("WS_IDLE_TIMEOUT", _seconds(1, 3600), default="30"),
+        max_refusals=env.read("WS_MAX_REFUSALS", _integer(1, 10_000), default="20"),
+    )
 
 
 class _Reader:

@@ -4,7 +4,7 @@ limits.
 
 from .bans import BANS, Ban, Banned, Bans
 from .bans import INVALIDATION_KIND as BAN_INVALIDATION_KIND
-from .messages import BLOCK_MESSAGES, MessageRules, message_text
+from .messages import BLOCK_MESSAGES, MESSAGE_RULES, MessageRules, message_text
 from .rate_limit import RATE_LIMITS, RateLimit, RateLimited, RateLimits
 from .word_rules import WordRules
 
@@ -12,6 +12,7 @@ __all__ = [
     "BANS",
     "BAN_INVALIDATION_KIND",
     "BLOCK_MESSAGES",
+    "MESSAGE_RULES",
     "RATE_LIMITS",
     "Ban",
     "Banned",

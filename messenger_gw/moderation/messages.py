@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 import orjson
+from aiohttp import web
 
 from .bans import Bans
 from .word_rules import WordRules
@@ -58,3 +59,6 @@ class MessageRules:
         if self._banned_words.match(message_text(content_type, content)):
             return "banned_word"
         return None
+
+
+MESSAGE_RULES: web.AppKey[MessageRules] = web.AppKey("message_rules", MessageRules)

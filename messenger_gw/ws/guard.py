@@ -1,0 +1,485 @@
+"""``/ws``: OpenIM's client WebSocket through the gateway, every client frame checked (docs/websocket-guard.md).
+
+**The upgrade** runs OpenIM v3.8.3's checks in OpenIM's order (``ws_server.go wsHandler``) and
+answers as OpenIM does, so the SDK raises the events it raises against OpenIM:
+
+1. too many connections (on this worker, or of this user): ``1601``;
+2. ``token``, ``sendID``, an integer ``platformID``, and ``sdkType=js`` (the guard reads JSON
+   frames; OpenIM would also take ``go``'s gob frames, which the guard cannot check): ``1602``;
+3. the token, verified by the gateway itself (``auth.ImTokenVerifier``: OpenIM's signature and
+   claims, the very token stored for its platform, its user not banned): ``1501``-``1507``,
+   as a text frame after the upgrade and then a dropped connection when ``isMsgResp`` is true;
+4. the token's user and platform must be ``sendID`` and ``platformID``: ``1502``.
+
+Every other refusal is plain HTTP 200 with OpenIM's envelope and no upgrade. Only then is
+OpenIM's msg-gateway (``OPENIM_WS_URL_INTERNAL``) dialled, with the same query; its own refusal
+reaches the client as OpenIM sent it, and after the upgrade every frame it sends (its handshake
+answer, the answers, the pushes, its pongs and its kick) is relayed unchanged.
+
+**Client frames**: text frames (the SDK's ``{"type":"ping"}``) are relayed; each binary frame is
+a request, decoded and checked (:mod:`.policy`) before it is relayed. A refused request is
+answered with OpenIM's error answer for its ``reqIdentifier`` and ``msgIncr`` and never reaches
+OpenIM; more than ``WS_MAX_REFUSALS`` in a minute close the connection (1008). A frame that is no
+request at all closes it unanswered, as OpenIM does.
+
+**The gateway holds every socket**, so it ends them: a ban, a force logout or a replaced imToken
+(heard on the store's invalidation channel, on every replica) sends OpenIM's kick frame (2002)
+and drops the connection, as OpenIM does; a client silent for ``WS_IDLE_TIMEOUT`` is dropped;
+on shutdown every socket is closed with 1001 "going away" so its client reconnects elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from messenger_gw import errors
+from messenger_gw.auth import ImTokenRejected, ImTokenVerifier
+from messenger_gw.background import running
+from messenger_gw.metrics import Metrics
+from messenger_gw.moderation import BAN_INVALIDATION_KIND
+from messenger_gw.openim import IM_TOKEN_INVALIDATION_KIND
+from messenger_gw.settings import WsGuardSettings
+from messenger_gw.store import Invalidation, StoreError
+
+from . import frames
+from .policy import DENIED, FramePolicy, Refusal
+
+log = logging.getLogger(__name__)
+
+GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})  # what strconv.ParseBool reads as true
+GO_INT = re.compile(r"[+-]?[0-9]+\Z")  # what strconv.Atoi takes
+REFUSAL_WINDOW = 60.0
+CLOSE_TIMEOUT = 2.0  # for the other side's close frame, either way
+RECHECK_CONCURRENCY = 50
+MAX_UPSTREAM_FRAME = 64 * 1024 * 1024  # OpenIM's answers to pulls carry many messages
+MAX_REFUSAL_BODY = 64 * 1024
+_REQ_LABELS = {ident: str(ident) for ident in frames.KNOWN_REQUESTS}
+
+# OpenIM's plain-HTTP refusal of the upgrade, kept by the trace hook below for the request it refused.
+_UPSTREAM_REFUSAL: contextvars.ContextVar[list[tuple[int, str, bytes]] | None] = contextvars.ContextVar(
+    "ws_upstream_refusal", default=None
+)
+
+
+class _Connection:
+    """One guarded socket: the client's, OpenIM's, and what the guard keeps of them."""
+
+    __slots__ = ("client", "ended", "gzip", "platform_id", "refusals", "refusals_since", "seen", "token", "transport",
+                 "upstream", "user_id")  # fmt: skip
+
+    def __init__(
+        self,
+        user_id: str,
+        platform_id: int,
+        token: str,
+        client: web.WebSocketResponse,
+        upstream: aiohttp.ClientWebSocketResponse,
+        transport: asyncio.BaseTransport,
+        *,
+        gzip: bool,
+        now: float,
+    ) -> None:
+        self.user_id = user_id
+        self.platform_id = platform_id
+        self.token = token
+        self.client = client
+        self.upstream = upstream
+        self.transport = transport
+        self.gzip = gzip  # compression=gzip: binary frames are gzipped both ways
+        self.seen = now
+        self.refusals = 0
+        self.refusals_since = now
+        self.ended = False  # the guard has ended it: nothing more is relayed
+
+
+class WsGuard:
+    def __init__(
+        self,
+        settings: WsGuardSettings,
+        verifier: ImTokenVerifier,
+        policy: FramePolicy,
+        session: aiohttp.ClientSession,
+        *,
+        metrics: Metrics,
+        origin_allowed: Callable[[str], bool] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        assert settings.upstream_url is not None
+        self._settings = settings
+        self._upstream_url = settings.upstream_url
+        self._verifier = verifier
+        self._policy = policy
+        self._session = session
+        self._metrics = metrics
+        self._origin_allowed = origin_allowed  # CORS_ALLOWED_ORIGINS, when set: browsers send Origin
+        self._clock = clock or asyncio.get_running_loop().time
+        self._by_user: dict[str, set[_Connection]] = {}
+        self._upgrading = 0
+        self._open = 0
+        self._draining = False
+        self._recheck: set[str] = set()
+        self._recheck_all = False
+        self._rechecking = asyncio.Event()
+
+    # -- the upgrade ----------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._draining:
+            raise errors.Unavailable("The gateway is shutting down; connect again")
+        if self._open + self._upgrading >= self._settings.max_connections:
+            return self._refused("connections", frames.CONN_OVER_MAX_NUM_LIMIT)
+        self._upgrading += 1
+        try:
+            prepared = await self._upgrade(request)
+        finally:
+            self._upgrading -= 1
+        if isinstance(prepared, _Connection):
+            await self._serve(prepared)
+            return prepared.client
+        return prepared
+
+    async def _upgrade(self, request: web.Request) -> _Connection | web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None and self._origin_allowed is not None and not self._origin_allowed(origin):
+            # No CORS for a WebSocket (browsers never preflight it): the page's origin is checked here.
+            self._metrics.ws_upgrades.labels("refused_origin").inc()
+            raise errors.Forbidden("Origin not allowed", detail=f"WebSocket upgrade from {origin[:100]!r}")
+        query = request.query
+        problem = _essential_args_problem(query)
+        if problem is not None:
+            return self._refused(problem, frames.CONN_ARGS_ERROR)
+        token, user_id, platform_id = query["token"], query["sendID"], int(query["platformID"])
+        try:
+            caller = await self._verifier.verify(token)
+        except ImTokenRejected as exc:
+            return await self._token_refused(request, exc, query.get("isMsgResp", "") in GO_TRUE)
+        if caller.user_id != user_id or caller.platform_id != platform_id:
+            return self._refused("token_mismatch", frames.TOKEN_INVALID)
+        if len(self._by_user.get(user_id, ())) >= self._settings.max_connections_per_user:
+            return self._refused("user_connections", frames.CONN_OVER_MAX_NUM_LIMIT)
+        gzipped = query.get("compression") == "gzip" or request.headers.get("compression") == "gzip"
+        upstream = await self._dial(request, gzipped)
+        if isinstance(upstream, web.Response):
+            return upstream
+        client = web.WebSocketResponse(compress=False, max_msg_size=frames.HARD_LIMIT, timeout=CLOSE_TIMEOUT)
+        try:
+            await client.prepare(request)
+        except BaseException:
+            await upstream.close()
+            raise
+        assert request.transport is not None
+        self._metrics.ws_upgrades.labels("accepted").inc()
+        return _Connection(user_id, platform_id, token, client, upstream, request.transport, gzip=gzipped,
+                           now=self._clock())  # fmt: skip
+
+    async def _dial(self, request: web.Request, gzipped: bool) -> aiohttp.ClientWebSocketResponse | web.Response:
+        """OpenIM's msg-gateway with the client's query; OpenIM's own refusal as an answer to pass on."""
+        kept: list[tuple[int, str, bytes]] = []
+        context = _UPSTREAM_REFUSAL.set(kept)
+        try:
+            async with asyncio.timeout(self._settings.handshake_timeout):
+                return await self._session.ws_connect(
+                    self._upstream_url,
+                    params=request.query,
+                    headers={"compression": "gzip"} if request.headers.get("compression") == "gzip" else None,
+                    autoping=True,  # OpenIM's control pings (platform 5) are answered here: the client is watched here
+                    max_msg_size=MAX_UPSTREAM_FRAME,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            if kept:
+                status, content_type, body = kept[0]
+                self._metrics.ws_upgrades.labels("refused_by_openim").inc()
+                log.info("OpenIM's msg-gateway refused an upgrade with HTTP %d", status)
+                return web.Response(status=status, body=body, headers={"Content-Type": content_type})
+            raise errors.BadUpstream("OpenIM's msg-gateway refused the upgrade", detail=exc.message) from None
+        except TimeoutError:
+            self._metrics.ws_upgrades.labels("openim_timeout").inc()
+            raise errors.UpstreamTimeout("OpenIM's msg-gateway did not answer in time") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            self._metrics.ws_upgrades.labels("openim_unreachable").inc()
+            raise errors.BadUpstream("OpenIM's msg-gateway is unreachable", detail=type(exc).__name__) from None
+        finally:
+            _UPSTREAM_REFUSAL.reset(context)
+
+    def _refused(self, reason: str, err_code: int) -> web.Response:
+        """``apiresp.HttpError``: HTTP 200 with OpenIM's envelope and no upgrade."""
+        self._metrics.ws_upgrades.labels(f"refused_{reason}").inc()
+        log.info("WebSocket upgrade refused: %s", reason, extra={"errCode": err_code})
+        return web.Response(body=frames.handshake_answer(err_code).encode(), content_type="application/json",
+                            charset="utf-8")  # fmt: skip
+
+    async def _token_refused(self, request: web.Request, exc: ImTokenRejected, msg_resp: bool) -> web.StreamResponse:
+        if not msg_resp:
+            return self._refused(exc.reason, exc.openim_code)
+        # RespondWithError: the upgrade, the envelope as a text frame, then the TCP connection closed.
+        self._metrics.ws_upgrades.labels(f"refused_{exc.reason}").inc()
+        log.info("WebSocket upgrade refused: %s", exc.reason, extra={"errCode": exc.openim_code})
+        ws = web.WebSocketResponse(compress=False)
+        await ws.prepare(request)
+        await ws.send_str(frames.handshake_answer(exc.openim_code))
+        if request.transport is not None:
+            request.transport.close()
+        return ws
+
+    # -- the relay ------------------------------------------------------------------------------------
+
+    async def _serve(self, conn: _Connection) -> None:
+        self._register(conn)
+        down = asyncio.create_task(self._relay_down(conn), name="ws-relay-down")
+        try:
+            await self._relay_up(conn)
+        finally:
+            self._unregister(conn)
+            down.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await down
+            with contextlib.suppress(Exception):
+                await conn.upstream.close(code=conn.client.close_code or WSCloseCode.OK)
+
+    async def _relay_up(self, conn: _Connection) -> None:
+        client, upstream = conn.client, conn.upstream
+        while True:
+            message = await client.receive()
+            conn.seen = self._clock()
+            kind = message.type
+            try:
+                if kind is WSMsgType.BINARY:
+                    if not await self._request(conn, message.data):
+                        return
+                elif kind is WSMsgType.TEXT:
+                    if len(message.data) > frames.READ_LIMIT:  # OpenIM would drop the connection for it
+                        await client.close(code=WSCloseCode.MESSAGE_TOO_BIG)
+                        return
+                    await upstream.send_str(message.data)  # pings and pongs: OpenIM answers them
+                else:  # a close, an error (a frame beyond HARD_LIMIT: aiohttp closed with 1009), or closed
+                    return
+            except (ConnectionError, RuntimeError):  # OpenIM's side is gone: relay_down ends the client's
+                return
+
+    async def _request(self, conn: _Connection, payload: bytes) -> bool:
+        """Check one request frame, relay it or answer its refusal; False ends the connection."""
+        data = frames.gunzip(payload, frames.HARD_LIMIT) if conn.gzip else payload
+        request = frames.decode_request(data) if data is not None else None
+        if request is None:
+            self._metrics.ws_refusals.labels("envelope").inc()
+            self._metrics.ws_frame("other", "refused")
+            self._end(conn, "envelope")  # OpenIM closes the connection unanswered
+            return False
+        if len(payload) > frames.READ_LIMIT:
+            refusal: Refusal | None = DENIED["too_large"]
+        else:
+            refusal = await self._policy.check(conn.user_id, conn.platform_id, request)
+        label = _REQ_LABELS.get(request.req_identifier, "other")
+        if refusal is None:
+            relayed = payload if request.canonical else self._encoded(conn, frames.encode_request(request))
+            await conn.upstream.send_bytes(relayed)
+            self._metrics.ws_frame(label, "relayed")
+            return True
+        self._metrics.ws_frame(label, "refused")
+        self._metrics.ws_refusals.labels(refusal.reason).inc()
+        answer = frames.answer(
+            request.req_identifier, request.msg_incr, request.operation_id, refusal.err_code, refusal.err_msg
+        )
+        await conn.client.send_bytes(self._encoded(conn, answer))
+        now = self._clock()
+        if now - conn.refusals_since > REFUSAL_WINDOW:
+            conn.refusals, conn.refusals_since = 0, now
+        conn.refusals += 1
+        if conn.refusals > self._settings.max_refusals:
+            log.info("WebSocket closed after %d refused frames within a minute", conn.refusals)
+            self._metrics.ws_disconnects.labels("refusals").inc()
+            conn.ended = True
+            await conn.client.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many refused requests")
+            return False
+        return True
+
+    @staticmethod
+    def _encoded(conn: _Connection, frame: bytes) -> bytes:
+        return frames.gzip(frame) if conn.gzip else frame
+
+    async def _relay_down(self, conn: _Connection) -> None:
+        """Everything OpenIM sends, to the client as it came; OpenIM's close, the client's."""
+        client, upstream = conn.client, conn.upstream
+        try:
+            while True:
+                message = await upstream.receive()
+                if conn.ended:
+                    return
+                kind = message.type
+                if kind is WSMsgType.BINARY:
+                    await client.send_bytes(message.data)
+                elif kind is WSMsgType.TEXT:
+                    await client.send_str(message.data)
+                elif kind is WSMsgType.CLOSE:
+                    self._metrics.ws_disconnects.labels("openim").inc()
+                    await client.close(code=message.data, message=(message.extra or "").encode())
+                    return
+                else:  # OpenIM dropped the TCP connection (gorilla's Close(): no close frame): so does the client's
+                    self._metrics.ws_disconnects.labels("openim").inc()
+                    conn.transport.close()
+                    return
+        except (ConnectionError, RuntimeError):
+            conn.transport.close()
+
+    # -- who is connected, and ending their sockets ---------------------------------------------------
+
+    def _register(self, conn: _Connection) -> None:
+        self._by_user.setdefault(conn.user_id, set()).add(conn)
+        self._open += 1
+        self._metrics.ws_connections.set(self._open)
+
+    def _unregister(self, conn: _Connection) -> None:
+        conns = self._by_user.get(conn.user_id)
+        if conns is None or conn not in conns:
+            return
+        conns.discard(conn)
+        if not conns:
+            del self._by_user[conn.user_id]
+        self._open -= 1
+        self._metrics.ws_connections.set(self._open)
+        if not conn.ended:
+            self._metrics.ws_disconnects.labels("client").inc()
+
+    def connections(self) -> Iterator[_Connection]:
+        for conns in list(self._by_user.values()):
+            yield from list(conns)
+
+    def _end(self, conn: _Connection, reason: str) -> None:
+        """Drop the connection as OpenIM does (no close frame), once what is queued is written."""
+        if conn.ended:
+            return
+        conn.ended = True
+        self._metrics.ws_disconnects.labels(reason).inc()
+        conn.transport.close()
+
+    async def _kick(self, conn: _Connection, reason: str) -> None:
+        """OpenIM's kick (2002), then the connection dropped: the SDK's OnKickedOffline, and no reconnect."""
+        if conn.ended:
+            return
+        conn.ended = True  # from here nothing of OpenIM's reaches the client
+        log.info("WebSocket of a user kicked: %s", reason)
+        self._metrics.ws_disconnects.labels(reason).inc()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await conn.client.send_bytes(self._encoded(conn, frames.KICK))
+        conn.transport.close()  # what is written leaves first
+
+    # Invalidation's cache protocol: a ban or an imToken change of a user, or everything (a lost subscription).
+    def drop(self, user_id: str) -> None:
+        if user_id in self._by_user:
+            self._recheck.add(user_id)
+            self._rechecking.set()
+
+    def clear(self) -> None:
+        self._recheck_all = True
+        self._rechecking.set()
+
+    async def recheck_forever(self) -> None:
+        """Verify again the tokens of the users whose ban or imToken changed; kick those no longer valid."""
+        while True:
+            await self._rechecking.wait()
+            self._rechecking.clear()
+            if self._recheck_all:
+                self._recheck_all, self._recheck = False, set()
+                conns = list(self.connections())
+            else:
+                users, self._recheck = self._recheck, set()
+                conns = [c for user in users for c in list(self._by_user.get(user, ()))]
+            for start in range(0, len(conns), RECHECK_CONCURRENCY):
+                await asyncio.gather(*(self._recheck_one(c) for c in conns[start : start + RECHECK_CONCURRENCY]))
+
+    async def _recheck_one(self, conn: _Connection) -> None:
+        try:
+            await self._verifier.verify(conn.token)
+        except ImTokenRejected as exc:
+            await self._kick(conn, exc.reason.removeprefix("im_token_"))
+        except StoreError as exc:
+            # Left open: a store that cannot answer says nothing about the token. The next change rechecks it.
+            log.warning("WebSocket token not rechecked (store: %s)", exc)
+
+    async def sweep_forever(self) -> None:
+        """Drop the connections whose client has been silent for ``idle_timeout`` (OpenIM's read deadline)."""
+        idle = self._settings.idle_timeout
+        while True:
+            await asyncio.sleep(min(5.0, idle / 3))
+            silent_since = self._clock() - idle
+            for conn in self.connections():
+                if conn.seen < silent_since:
+                    self._end(conn, "idle")
+
+    async def drain(self) -> None:
+        """Refuse new upgrades and close every socket with 1001 "going away", so clients reconnect elsewhere."""
+        self._draining = True
+        conns = list(self.connections())
+        for conn in conns:
+            conn.ended = True
+        if conns:
+            log.info("closing %d WebSockets: going away", len(conns))
+            self._metrics.ws_disconnects.labels("drain").inc(len(conns))
+        await asyncio.gather(*(_going_away(c) for c in conns))
+
+
+async def _going_away(conn: _Connection) -> None:
+    with contextlib.suppress(Exception):
+        await conn.client.close(code=WSCloseCode.GOING_AWAY, message=b"going away")
+
+
+def _essential_args_problem(query: Mapping[str, str]) -> str | None:
+    """``ParseEssentialArgs``, and the guard's own: JSON frames only."""
+    if not query.get("token"):
+        return "no_token"
+    if not query.get("sendID"):
+        return "no_send_id"
+    platform = query.get("platformID", "")
+    if not platform or not GO_INT.match(platform):
+        return "platform_id"
+    sdk_type = query.get("sdkType", "")
+    if sdk_type not in ("", "go", "js"):
+        return "sdk_type"
+    if sdk_type != "js":
+        return "not_json"  # the default is gob, which the guard cannot read
+    return None
+
+
+async def _keep_refusal(session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestEndParams) -> None:
+    """Keep the body of a plain-HTTP answer to the upgrade (OpenIM's refusal), which ws_connect drops."""
+    kept = _UPSTREAM_REFUSAL.get()
+    response = params.response
+    if kept is None or response.status == 101:
+        return
+    body = b""
+    while len(body) < MAX_REFUSAL_BODY and (part := await response.content.read(MAX_REFUSAL_BODY - len(body))):
+        body += part
+    kept.append((response.status, response.headers.get("Content-Type", "application/json"), body))
+
+
+def upstream_session() -> aiohttp.ClientSession:
+    """The client side of the relay: no connection limit (each socket holds its connection), no pooling."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(_keep_refusal)
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, force_close=True),
+        trace_configs=[trace],
+        auto_decompress=False,
+    )
+
+
+WS_GUARD: web.AppKey[WsGuard] = web.AppKey("ws_guard", WsGuard)
+
+
+@contextlib.asynccontextmanager
+async def guarding(guard: WsGuard, invalidation: Invalidation) -> AsyncIterator[None]:
+    """Hear bans and imToken changes, drop idle sockets; on exit, both stop."""
+    invalidation.register(BAN_INVALIDATION_KIND, guard)
+    invalidation.register(IM_TOKEN_INVALIDATION_KIND, guard)
+    async with running(guard.recheck_forever(), name="ws-recheck"), running(guard.sweep_forever(), name="ws-sweep"):
+        yield

@@ -1,0 +1,225 @@
+"""What a client may ask of OpenIM's msg-gateway: the checks the guard runs on every request frame.
+
+OpenIM v3.8.3 compares only the envelope's ``sendID`` with the connection's user and trusts the
+protobuf inside (``openim-route-surface.md`` section 1, item 3). The guard decodes the protobuf of
+each request it allows and holds it to the caller:
+
+* an allowlist of ``reqIdentifier``\\ s (what the SDK sends, and the harmless rest of v3.8.3's
+  requests); 1004 ``SendSignalMsg`` is not on it (v3.8.3 cannot serve it);
+* ``SendMsg``: ``MsgData.sendID`` and ``senderPlatformID`` are the caller's (an admin ``sendID``
+  skips OpenIM's blacklist, friend and group checks and its before-send callback), ``msgFrom`` a
+  user's (100), a content type the SDK sends (nothing in OpenIM's notification range 1000-5000,
+  which skips the same checks), a single (1) or group (3) chat, a group only for its members;
+  then the moderation the before-send callbacks apply (:class:`~messenger_gw.moderation.MessageRules`:
+  bans and banned words) and the caller's ``send`` rate bucket, the one ``/im`` takes from;
+* the pulls and seq reads (1001, 1002, 1005, 1006, 1007) and the background status (2004) only
+  for the caller's own ``userID``, and only of conversations the caller is party to (the rule of
+  ``/im``: :class:`~messenger_gw.openim.ConversationAccess`).
+
+A refusal carries OpenIM's errCode 1002 (``NoPermissionError``) for what the caller may not do,
+the moderation errCode (``WEBHOOK_BLOCK_ERRCODE``, as the before-send callback answers) for what
+moderation refuses, and 500 when a membership cannot be asked of OpenIM; its ``reason`` is a
+bounded metric label (:data:`REASONS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol, TypeVar
+
+from google.protobuf.message import DecodeError, Message
+
+from messenger_gw.moderation import BLOCK_MESSAGES, MessageRules
+from messenger_gw.openim import ConversationAccess, OpenIMError
+from messenger_gw.protocol import msg_pb2, sdkws_pb2
+from messenger_gw.store import StoreError
+
+from . import frames
+from .frames import Request
+
+USER_MSG_FROM = 100  # constant.UserMsgType; 200 is the system's
+SINGLE_CHAT, GROUP_CHAT = 1, 3  # constant.SingleChatType, ReadGroupChatType
+# What @openim/client-sdk sends: sendMessage's content types (text, picture, sound, video, file,
+# @, merger, card, location, custom, quote, face) and changeInputStates' typing (113).
+CLIENT_CONTENT_TYPES = frozenset({101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 113, 114, 115})
+
+REASONS = (
+    "envelope",  # not a request OpenIM could decode (the connection is closed)
+    "too_large",  # over OpenIM's read limit of 51,200 bytes
+    "req_identifier",  # not on the allowlist
+    "undecodable",  # the protobuf in data does not parse
+    "sender",  # sendID or senderPlatformID (envelope or message) not the caller's
+    "msg_from",
+    "content_type",
+    "session_type",
+    "not_member",  # a group message from someone not in the group
+    "user",  # a pull, seq read or status for another userID
+    "not_party",  # a conversation the caller is not party to
+    "banned",
+    "banned_word",
+    "rate",
+    "unavailable",  # a rule that could not be evaluated (the store or OpenIM failing)
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: str
+    err_code: int
+    err_msg: str
+
+
+def _denied(reason: str) -> Refusal:
+    return Refusal(reason, frames.NO_PERMISSION, frames.ERR_MSGS[frames.NO_PERMISSION])
+
+
+DENIED = {reason: _denied(reason) for reason in REASONS}
+UNAVAILABLE = Refusal("unavailable", frames.SERVER_INTERNAL_ERROR, frames.ERR_MSGS[frames.SERVER_INTERNAL_ERROR])
+
+
+class SendRate(Protocol):
+    """The per-user rate buckets (``moderation.RateLimits``): None when a token was taken, else the
+    seconds until one will be there; a store failure under a closed policy raises ``StoreError``."""
+
+    async def check(self, user_id: str, rate_class: str) -> float | None: ...
+
+
+Check = Callable[["FramePolicy", str, int, Request], Awaitable[Refusal | None]]
+
+
+class FramePolicy:
+    def __init__(
+        self,
+        access: ConversationAccess,
+        rules: MessageRules,
+        rate: SendRate | None,
+        *,
+        block_errcode: int,
+        fail_open: bool,
+    ) -> None:
+        self._access = access
+        self._rules = rules
+        self._rate = rate
+        self._fail_open = fail_open  # WEBHOOK_FAIL_POLICY: the moderation rules fail as the callbacks do
+        self._blocked = {reason: Refusal(reason, block_errcode, text) for reason, text in BLOCK_MESSAGES.items()}
+
+    async def check(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
+        """None when the request may reach OpenIM, else why not and how to answer it."""
+        if request.send_id != user_id:
+            return DENIED["sender"]  # OpenIM would close the connection; the guard answers
+        check = CHECKS.get(request.req_identifier)
+        if check is None:
+            return DENIED["req_identifier"]
+        return await check(self, user_id, platform_id, request)
+
+    async def _send_msg(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
+        msg = _parse(sdkws_pb2.MsgData, request.data)
+        if msg is None:
+            return DENIED["undecodable"]
+        if msg.sendID != user_id or msg.senderPlatformID != platform_id:
+            return DENIED["sender"]
+        if msg.msgFrom != USER_MSG_FROM:
+            return DENIED["msg_from"]
+        if msg.contentType not in CLIENT_CONTENT_TYPES:
+            return DENIED["content_type"]
+        if msg.sessionType == GROUP_CHAT:
+            try:
+                if not await self._access.is_member(user_id, msg.groupID, request.operation_id):
+                    return DENIED["not_member"]
+            except OpenIMError:
+                return UNAVAILABLE
+        elif msg.sessionType != SINGLE_CHAT:
+            return DENIED["session_type"]
+        try:
+            reason = await self._rules.refusal(user_id, msg.contentType, msg.content.decode(errors="replace"))
+            if reason is None and self._rate is not None and await self._rate.check(user_id, "send") is not None:
+                reason = "rate"
+        except StoreError:
+            reason = None if self._fail_open else "unavailable"
+        return None if reason is None else self._blocked[reason]
+
+    async def _newest_seq(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
+        wanted = _parse(sdkws_pb2.GetMaxSeqReq, request.data)
+        return _own(wanted, user_id) if wanted is not None else DENIED["undecodable"]
+
+    async def _background(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
+        wanted = _parse(sdkws_pb2.SetAppBackgroundStatusReq, request.data)
+        return _own(wanted, user_id) if wanted is not None else DENIED["undecodable"]
+
+    async def _pull_ranges(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
+        wanted = _parse(sdkws_pb2.PullMessageBySeqsReq, request.data)
+        if wanted is None:
+            return DENIED["undecodable"]
+        ids = [r.conversationID for r in wanted.seqRanges]
+        return _own(wanted, user_id) or await self._parties(user_id, ids, request.operation_id)
+
+    async def _pull_seqs(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
+        wanted = _parse(msg_pb2.GetSeqMessageReq, request.data)
+        if wanted is None:
+            return DENIED["undecodable"]
+        ids = [c.conversationID for c in wanted.conversations]
+        return _own(wanted, user_id) or await self._parties(user_id, ids, request.operation_id)
+
+    async def _read_seqs(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
+        wanted = _parse(msg_pb2.GetConversationsHasReadAndMaxSeqReq, request.data)
+        if wanted is None:
+            return DENIED["undecodable"]
+        # No conversationIDs: every conversation of the userID, the caller's own.
+        return _own(wanted, user_id) or await self._parties(user_id, wanted.conversationIDs, request.operation_id)
+
+    async def _last_messages(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
+        wanted = _parse(msg_pb2.GetLastMessageReq, request.data)
+        if wanted is None:
+            return DENIED["undecodable"]
+        return _own(wanted, user_id) or await self._parties(user_id, wanted.conversationIDs, request.operation_id)
+
+    async def _parties(self, user_id: str, conversation_ids: Iterable[str], operation_id: str) -> Refusal | None:
+        try:
+            for conversation_id in dict.fromkeys(conversation_ids):
+                if not await self._access.may_read(user_id, conversation_id, operation_id):
+                    return DENIED["not_party"]
+        except OpenIMError:
+            return UNAVAILABLE
+        return None
+
+    async def _anything(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
+        """A request that acts on nothing but the connection itself (logout, status subscriptions)."""
+        if (
+            request.req_identifier == frames.SUB_USER_ONLINE_STATUS
+            and _parse(sdkws_pb2.SubUserOnlineStatus, request.data) is None
+        ):
+            return DENIED["undecodable"]
+        return None
+
+
+M = TypeVar("M", bound=Message)
+
+
+def _parse(kind: type[M], data: bytes) -> M | None:
+    try:
+        return kind.FromString(data)
+    except DecodeError:
+        return None
+
+
+class _AboutAUser(Protocol):
+    @property
+    def userID(self) -> str: ...
+
+
+def _own(wanted: _AboutAUser, user_id: str) -> Refusal | None:
+    return None if wanted.userID == user_id else DENIED["user"]
+
+
+CHECKS: dict[int, Check] = {
+    frames.SEND_MSG: FramePolicy._send_msg,
+    frames.GET_NEWEST_SEQ: FramePolicy._newest_seq,
+    frames.PULL_BY_SEQ_RANGES: FramePolicy._pull_ranges,
+    frames.PULL_MSG: FramePolicy._pull_seqs,
+    frames.GET_CONV_MAX_READ_SEQ: FramePolicy._read_seqs,
+    frames.PULL_CONV_LAST_MESSAGE: FramePolicy._last_messages,
+    frames.LOGOUT: FramePolicy._anything,
+    frames.SET_BACKGROUND_STATUS: FramePolicy._background,
+    frames.SUB_USER_ONLINE_STATUS: FramePolicy._anything,
+}
