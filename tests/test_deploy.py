@@ -20,7 +20,8 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from messenger_gw.auth import public_key_text
-from tests.conftest import LOOPBACK, Gateway, StartGateway, base_url, free_port
+from messenger_gw.sandbox import FakeClock
+from tests.conftest import GOOD_CODE, LOOPBACK, Gateway, StartGateway, base_url, free_port
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 
@@ -151,16 +152,24 @@ async def test_webhooks_pass_from_openims_network(
     assert (status, reply) == (200, b'{"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0}')
 
 
-async def test_the_websocket_goes_straight_to_openim(
-    start_gateway: StartGateway, openim_ws: TestServer, nginx_factory: Any
+async def test_the_websocket_goes_to_the_guard_which_relays_it_to_openim_with_the_same_query(
+    start_gateway: StartGateway, openim_ws: TestServer, nginx_factory: Any, fake_clock: FakeClock
 ) -> None:
-    gateway = await start_gateway()
+    fake_clock.advance(time.time() - fake_clock())  # the sandbox's token expiry, by the gateway's clock
+    gateway = await start_gateway(OPENIM_WS_URL_INTERNAL="ws" + base_url(openim_ws).removeprefix("http"))
     edge = nginx_factory(gateway, openim_ws, "10.0.0.0/8")
-    query = "sendID=u1&token=t&platformID=5&sdkType=js"
-    async with aiohttp.ClientSession() as http, http.ws_connect(f"{edge.replace('http', 'ws')}/ws?{query}") as ws:
-        assert (await ws.receive_str()) == f"query:{query}"
-        await ws.send_str('{"type":"ping"}')
-        assert (await ws.receive_str()) == '{"type":"ping"}'
+    async with gateway.client() as client:
+        await client.handshake(platform_id=5)
+        token = (await client.login({"userID": "u1", "code": GOOD_CODE}))["imToken"]
+    query = f"sendID=u1&token={token}&platformID=5&operationID=op&isBackground=false&isMsgResp=true&sdkType=js"
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{edge.replace('http', 'ws')}/ws?{query}") as ws:
+            assert (await ws.receive_str()) == f"query:{query}", "what the stand-in for OpenIM saw"
+            await ws.send_str('{"type":"ping"}')
+            assert (await ws.receive_str()) == '{"type":"ping"}'
+        async with http.ws_connect(f"{edge.replace('http', 'ws')}/ws?{query.replace(token, 'forged')}") as ws:
+            refused = await ws.receive_str()
+            assert refused == '{"errCode":1503,"errMsg":"TokenMalformedError","errDlt":""}', "the guard's answer"
 
 
 def load_all(path: Path) -> list[dict[str, Any]]:

@@ -588,3 +588,21 @@ async def test_a_browser_page_from_an_origin_not_allowed_is_refused_when_origins
     await ws.close()
     held = await connect(ws_address(gateway), login)  # no Origin: no browser
     assert not held.ws.closed
+
+
+def test_the_dashboard_and_the_alerts_watch_the_guard() -> None:
+    import json
+
+    import yaml
+
+    deploy = Path(__file__).parents[2] / "deploy"
+    queries = " ".join(
+        target["expr"]
+        for panel in json.loads((deploy / "grafana" / "messenger-gw.json").read_text())["panels"]
+        for target in panel["targets"]
+    )
+    for metric in ("messenger_gw_ws_connections", "messenger_gw_ws_frames_total", "messenger_gw_ws_refusals_total"):
+        assert metric in queries, metric
+    [group] = yaml.safe_load((deploy / "prometheus" / "alerts.yaml").read_text())["groups"]
+    [surge] = [rule for rule in group["rules"] if rule["alert"] == "MessengerGwWsRefusalSurge"]
+    assert "messenger_gw_ws_refusals_total" in surge["expr"]
