@@ -59,7 +59,8 @@ function demoURL(host) {
 async function openPage(host = "app.localhost") {
   const context = await browser.newContext({ viewport: { width: 1000, height: 620 } });
   const page = await context.newPage();
-  const record = { page, errors: [], console: [], requests: [] };
+  const record = { page, errors: [], console: [], requests: [], sockets: [] };
+  page.on("websocket", (socket) => record.sockets.push(new URL(socket.url())));
   page.on("pageerror", (error) => record.errors.push(error.message));
   page.on("console", (message) => record.console.push(`${message.type()}: ${message.text()}`));
   page.on("request", (request) => record.requests.push(`${request.method()} ${new URL(request.url()).pathname}`));
@@ -136,6 +137,15 @@ describe("the demo web chat in Chromium", () => {
     }
     await listEntry(bob.page, "si_alice_bob").locator(".unread").waitFor({ state: "detached", timeout: 2_000 });
     console.log(`alice -> bob shown in ${toBob.toFixed(0)} ms, bob -> alice in ${toAlice.toFixed(0)} ms`);
+
+    // The SDK went through the gateway: its REST calls to /im, its socket to the /ws guard.
+    for (const { requests, sockets } of [alice, bob]) {
+      assert.ok(requests.includes("POST /im/jssdk/get_active_conversations"), requests.join("\n"));
+      assert.deepEqual(
+        sockets.map((url) => `${url.origin}${url.pathname}`),
+        [`${gateway.url.replace(/^http/, "ws")}/ws`],
+      );
+    }
 
     await alice.page.screenshot({ path: `${ARTIFACTS}alice.png` });
     await bob.page.screenshot({ path: `${ARTIFACTS}bob.png` });
