@@ -217,10 +217,9 @@ def _upstream_headers(request: web.Request, token: str, settings: Settings, *, o
         ("Content-Type", request.headers.get("Content-Type", JSON) if opaque else JSON),
         ("X-Forwarded-For", forwarded_for(request, settings.trusted_proxies)),
         ("X-Forwarded-Proto", request.scheme),
-    ]
-    if settings.public_im_url is not None:
         # The base of the URLs OpenIM answers on /object/* (setURLPrefix): the client's /im, never its Host.
-        headers.append(("X-Request-Api", settings.public_im_url))
+        ("X-Request-Api", settings.public_im_url),
+    ]
     return headers
 
 

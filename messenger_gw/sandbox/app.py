@@ -26,16 +26,19 @@ from . import (  # noqa: F401 - they register routes
     group_routes,
     jssdk_routes,
     msg_routes,
+    third_routes,
     user_routes,
 )
 from .envelope import Body, CodeError, envelope
+from .objects import BUCKET
 from .routing import RAW_BODY_ROUTES, ROUTES, TOKEN_FREE_PREFIXES, RawBody
-from .state import OPERATION_ID, Caller, Sandbox
+from .state import OPERATION_ID, STORAGE_ENDPOINT, URL_PREFIX, Caller, Sandbox
 from .webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
 SANDBOX: web.AppKey[Sandbox] = web.AppKey("sandbox", Sandbox)
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 # tools v0.0.50-alpha.67 mw/gin.go CorsHandler: on every answer, OPTIONS included.
 CORS_HEADERS = {
@@ -51,7 +54,8 @@ CORS_HEADERS = {
 
 def create_sandbox_app(sandbox: Sandbox | None = None, *, middlewares: Sequence[Middleware] = ()) -> web.Application:
     """The sandbox app; ``middlewares`` let tests record or reshape what reaches "OpenIM"."""
-    app = web.Application(middlewares=middlewares)
+    # gin sets no bound on a body, and MinIO takes parts of 5 MiB and more: aiohttp's 1 MiB would refuse them.
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[SANDBOX] = sandbox = sandbox or Sandbox()
     app.cleanup_ctx.append(_webhook_sender)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
@@ -70,14 +74,22 @@ async def _webhook_sender(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
-    if request.method == "OPTIONS":
-        return web.Response(text='"Options Request!"', content_type="application/json", headers=CORS_HEADERS)
     sandbox = request.app[SANDBOX]
     path = request.path
+    if path == f"/{BUCKET}" or path.startswith(f"/{BUCKET}/"):  # the object store's own address, in OpenIM
+        return await sandbox.objects.storage_handler(request)
+    if request.method == "OPTIONS":
+        return web.Response(text='"Options Request!"', content_type="application/json", headers=CORS_HEADERS)
+    STORAGE_ENDPOINT.set(f"{request.scheme}://{request.host}")
+    if request.method == "GET" and path.startswith("/object/"):
+        redirect = third_routes.object_redirect(sandbox, request)
+        redirect.headers.update(CORS_HEADERS)
+        return redirect
     caller: Caller | None = None
     try:
         if request.method == "POST":
             sandbox.calls[path] += 1
+            URL_PREFIX.set(third_routes.url_prefix(request.headers, request.host, request.secure))
             OPERATION_ID.set(request.headers.get("operationID", ""))
             if not request.headers.get("operationID"):
                 raise CodeError.local(1001)

@@ -797,6 +797,99 @@ async def _set_group_status(sb: Sandbox, caller: Caller | None, body: Body, stat
     await n.notify(sb, who.user_id, group_id, kind, tips | member_version(sb, group_id))
 
 
+@route("/group/set_group_member_info")
+async def set_group_member_info(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    """``SetGroupMemberInfo``: nickname, face, role and ex of members (wrappers: absent leaves them), with
+    v3.8.3's permission rules in its order; a member may change only themself, and nobody's role to owner."""
+    members = body.objects("members") or []
+    if not members:
+        raise CodeError(1001, "members empty")
+    who = caller_of(caller)
+    by_group: dict[str, list[Body]] = {}
+    for member in members:
+        role = member.optional_integer("roleLevel")
+        if role == OWNER:
+            raise CodeError(1002, "cannot set ungroup owner")
+        if role is not None and role not in (ADMIN, MEMBER):
+            raise CodeError(1001, "invalid role level")
+        by_group.setdefault(member.string("groupID"), []).append(member)
+    for group_id, changes in by_group.items():
+        _may_set_members(sb, who, group_id, changes)
+    for member in members:
+        group_id, user_id = member.string("groupID"), member.string("userID")
+        record = sb.members[group_id][user_id]
+        fields: dict[str, object] = {
+            k: v for k in ("nickname", "faceURL", "ex") if (v := member.optional_string(k)) is not None
+        }
+        role = member.optional_integer("roleLevel")
+        if role is not None:
+            fields["roleLevel"] = role
+        if fields:  # GroupMemberMgo.Update: a change of role is a change of the members' order too
+            record.update(fields)
+            changed = [SORT_CHANGE_ID, user_id] if role is not None else [user_id]
+            sb.version_log("group_member", group_id).changes(changed, "update")
+    for member in members:
+        await _member_info_set(sb, who, member)
+    return None
+
+
+def _may_set_members(sb: Sandbox, who: Caller, group_id: str, changes: list[Body]) -> None:
+    op = who.user_id
+    user_ids: list[str] = []
+    for change in changes:
+        user_id = change.string("userID")
+        if user_id in user_ids:
+            raise CodeError(1001, f"repeat group {group_id} user {user_id}")
+        user_ids.append(user_id)
+    if op not in user_ids:
+        user_ids.append(op)
+    found = [m for u, m in sb.members.get(group_id, {}).items() if u in user_ids]  # FindGroupMembers
+    mine = next((m for m in found if m["userID"] == op), None)
+    missing = len(user_ids) - len(found)
+    if missing == 1:  # the op alone may be missing: an app admin
+        if mine is not None:
+            raise CodeError(1001, "user not in group")
+        if not who.is_admin:
+            raise CodeError(1002, "user not in group")
+        return
+    if missing:
+        raise CodeError(1001, "user not in group")
+    if who.is_admin or mine is None:
+        return
+    role = mine["roleLevel"]
+    for member in found:
+        if role == ADMIN and member["roleLevel"] == OWNER:
+            raise CodeError(1002, "admin can not change group owner")
+        if role == ADMIN and member["roleLevel"] == ADMIN and member["userID"] != op:
+            raise CodeError(1002, "admin can not change other group admin")
+        if role == MEMBER and not (member["roleLevel"] == MEMBER and member["userID"] == op):
+            raise CodeError(1002, "ordinary users can not change other role level")
+        if role not in (OWNER, ADMIN, MEMBER) and member["roleLevel"] >= role:
+            raise CodeError(1002, "can not change higher role level")
+    wanted = next((c.optional_integer("roleLevel") for c in changes if c.string("userID") == op), None)
+    if wanted is not None:
+        if wanted > role:
+            raise CodeError(1002, "can not improve role level by self")
+        if role == OWNER:
+            raise CodeError(1001, "group owner can not change own role level")
+
+
+async def _member_info_set(sb: Sandbox, who: Caller, change: Body) -> None:
+    """The notifications of one change: 1517 or 1518 for a role, 1516 for a nickname, face or ex."""
+    group_id, user_id = change.string("groupID"), change.string("userID")
+    members = sb.members[group_id]
+    log = sb.version_log("group_member", group_id)
+    role = change.optional_integer("roleLevel")
+    tips = {"group": group_info(sb, group_id), "opUser": op_user(sb, group_id, who.user_id),
+            "changedUser": member_info(sb, members[user_id])} | member_version(sb, group_id)  # fmt: skip
+    if role is not None:
+        kind = n.GROUP_MEMBER_SET_TO_ADMIN if role == ADMIN else n.GROUP_MEMBER_SET_TO_ORDINARY
+        await n.notify(sb, who.user_id, group_id, kind, tips)
+    if any(change.optional_string(k) is not None for k in ("nickname", "faceURL", "ex")):
+        sorted_by = {"groupSortVersion": log.element_version(SORT_CHANGE_ID)}  # setSortVersion
+        await n.notify(sb, who.user_id, group_id, n.GROUP_MEMBER_INFO_SET, tips | sorted_by)
+
+
 # -- the SDK's syncs ------------------------------------------------------------------------------------
 
 

@@ -38,6 +38,8 @@ GROUP_MEMBER_MUTED, GROUP_MEMBER_CANCEL_MUTED, GROUP_MUTED, GROUP_CANCEL_MUTED =
 GROUP_INFO_SET_ANNOUNCEMENT, GROUP_INFO_SET_NAME = 1519, 1520
 FRIEND_APPLICATION_APPROVED, FRIEND_APPLICATION_REJECTED, FRIEND_APPLICATION = 1201, 1202, 1203
 FRIEND_DELETED, BLACK_ADDED, BLACK_DELETED, FRIENDS_INFO_UPDATE = 1205, 1207, 1208, 1210
+GROUP_MEMBER_INFO_SET, GROUP_MEMBER_SET_TO_ADMIN, GROUP_MEMBER_SET_TO_ORDINARY = 1516, 1517, 1518
+USER_INFO_UPDATED = 1303
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +87,11 @@ KINDS: dict[int, Kind] = {
     BLACK_ADDED: _friend("blocked a user"),
     BLACK_DELETED: _friend("Remove a blocked user"),
     FRIENDS_INFO_UPDATE: _friend("friend info updated"),
+    USER_INFO_UPDATED: _friend("userInfo updated"),
+    GROUP_MEMBER_INFO_SET: _group("groupMemberInfoSet", False),
+    # Not in v3.8.3's notification.yml: the zero config, so neither stored nor pushed offline, no texts.
+    GROUP_MEMBER_SET_TO_ADMIN: Kind(False, False, "", "", ""),
+    GROUP_MEMBER_SET_TO_ORDINARY: Kind(False, False, "", "", ""),
 }
 
 

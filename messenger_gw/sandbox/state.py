@@ -26,12 +26,17 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from .connections import Connections
 from .envelope import CodeError
+from .objects import ObjectStore
 
 if TYPE_CHECKING:
     from .webhooks import WebhookSender
 
 # The operationID of the request being handled: callbacks carry it.
 OPERATION_ID: contextvars.ContextVar[str] = contextvars.ContextVar("sandbox_operation_id", default="")
+# The request's setURLPrefix (the base of the URLs the upload routes answer), and where its client reaches
+# the object store (MinIO's external address; here the sandbox's own, as the request reached it).
+URL_PREFIX: contextvars.ContextVar[str] = contextvars.ContextVar("sandbox_url_prefix", default="")
+STORAGE_ENDPOINT: contextvars.ContextVar[str] = contextvars.ContextVar("sandbox_storage_endpoint", default="")
 
 ADMIN_PLATFORM_ID = 10
 ADMIN_TOKEN_GRACE = 300.0
@@ -181,6 +186,10 @@ class Sandbox:
         self.versions: dict[tuple[str, str], VersionLog] = {}
         # The msg-gateway's live WebSocket connections (connections.py).
         self.connections = Connections()
+        # /third and /object (third_routes.py): FCM tokens by (account, platformID), badges, uploads.
+        self.fcm_tokens: dict[tuple[str, int], dict[str, Any]] = {}
+        self.app_badges: dict[str, int] = {}
+        self.objects = ObjectStore(clock=self.clock)
         self._next_group = 1_000_000_000
         self.webhooks: WebhookSender | None = None  # set while the sandbox app runs
         self._webhook_url = self.config.webhook_url

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import notifications as n
 from .envelope import Body, CodeError
-from .routing import check, require_admin, require_self_or_admin, route
+from .routing import caller_of, check, require_admin, require_self_or_admin, route
 from .state import Caller, Sandbox
 
 
@@ -76,4 +77,32 @@ def update_user_info_ex(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     opt = info.optional_integer("globalRecvMsgOpt")
     if opt is not None:
         user["globalRecvMsgOpt"] = opt
+    return None
+
+
+@route("/user/set_global_msg_recv_opt")
+async def set_global_msg_recv_opt(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    # No check in v3.8.3: any user's global receive option.
+    user_id, option = body.string("userID"), body.integer("globalRecvMsgOpt")
+    check(0 <= option <= 2 and bool(user_id))
+    who = caller_of(caller)
+    user = sb.users.get(user_id)
+    if user is None:
+        raise CodeError(1004, "record not found")
+    user["globalRecvMsgOpt"] = option
+    # UserInfoUpdatedNotification: from the caller to the user changed.
+    await n.notify(sb, who.user_id, user_id, n.USER_INFO_UPDATED, {"userID": user_id})
+    return None
+
+
+@route("/user/subscribe_users_status")
+def subscribe_users_status(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    # A no-op in v3.8.3 (the SDK subscribes over the WebSocket, 2005), past its Check().
+    check(bool(body.string("userID")) and body.strings("userIDs") is not None and 0 < body.integer("genre") < 3)
+    return None
+
+
+@route("/user/get_subscribe_users_status")
+def get_subscribe_users_status(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
+    check(bool(body.string("userID")))  # a no-op in v3.8.3 too: nobody's status
     return None

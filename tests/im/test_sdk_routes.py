@@ -5,11 +5,13 @@ the caller's own; the routes the table leaves out are never forwarded."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -319,3 +321,56 @@ async def test_openims_get_routes_are_not_served(alice: GatewayClient, recorder:
     response = await alice.request("GET", "/im" + path)
     assert (response.status, response.json()["errCode"]) == (405, 40500)
     assert len(recorder.requests) == before
+
+
+# -- uploads ---------------------------------------------------------------------------------------------------
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+async def test_an_upload_names_the_public_im_base_and_the_client_cannot_choose_it(
+    alice: GatewayClient, recorder: Recorder, gateway: Gateway
+) -> None:
+    content = b"alice's picture"
+    start = {"hash": md5(md5(content).encode()), "size": len(content), "maxParts": -1, "name": "alice/pic.png",
+             "contentType": "image/png", "urlPrefix": "https://evil.example/"}  # fmt: skip
+    evil = {"X-Request-Api": "https://evil.example/im"}
+    status, begun, _ = await im(alice, "/im/object/initiate_multipart_upload", start, evil)
+    assert (status, begun["errCode"]) == (200, 0)
+    [part] = begun["data"]["upload"]["sign"]["parts"]
+    async with aiohttp.ClientSession() as http, http.put(part["url"], data=content) as response:
+        assert response.status == 200, "straight to the object store, as the SDK does"
+    done = {"uploadID": begun["data"]["upload"]["uploadID"], "parts": [md5(content)], "name": "alice/pic.png"}
+    status, completed, _ = await im(alice, "/im/object/complete_multipart_upload", done, evil)
+    assert (status, completed["data"]) == (200, {"url": PUBLIC_IM_URL + "/object/alice/pic.png"})
+    sent = [r.headers.get("X-Request-Api") for r in recorder.requests if r.path.startswith("/object/")]
+    assert sent == [PUBLIC_IM_URL, PUBLIC_IM_URL]
+    download = await alice.request("GET", "/im/object/alice/pic.png")
+    assert download.status == 405, "the download is not routed from /im"
+    before = len(recorder.requests)
+    status, refused, _ = await im(alice, "/im/object/complete_multipart_upload", done | {"name": "bob/pic.png"})
+    assert (status, refused["errCode"]) == (403, 40303)
+    assert len(recorder.requests) == before
+
+
+async def test_a_form_upload_completes_only_by_the_callers_own_upload_id(
+    alice: GatewayClient, recorder: Recorder, sandbox: Sandbox
+) -> None:
+    content = b"a form upload"
+    status, begun, _ = await im(alice, "/im/object/initiate_form_data", {"name": "alice/f.png", "size": len(content)})
+    assert (status, begun["errCode"]) == (200, 0)
+    started = begun["data"]
+    form = aiohttp.FormData(started["formData"])
+    form.add_field(started["file"], content, filename="f.png")
+    async with aiohttp.ClientSession() as http, http.post(started["url"], data=form) as response:
+        assert response.status == 200
+    status, done, _ = await im(alice, "/im/object/complete_form_data", {"id": started["id"]})
+    assert (status, done["data"]) == (200, {"url": PUBLIC_IM_URL + "/object/alice/f.png"})
+    # bob's upload, which OpenIM would let alice record as hers by an ID she made herself.
+    key = sandbox.objects.records["alice/f.png"]["key"]
+    forged = form_data_id("alice/mine.png", key.replace("/alice/", "/bob/"))
+    status, refused, _ = await im(alice, "/im/object/complete_form_data", {"id": forged})
+    assert (status, refused["errCode"]) == (403, 40303)
+    assert len(recorder.to("/object/complete_form_data")) == 1
