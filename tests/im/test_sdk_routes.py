@@ -374,3 +374,46 @@ async def test_a_form_upload_completes_only_by_the_callers_own_upload_id(
     status, refused, _ = await im(alice, "/im/object/complete_form_data", {"id": forged})
     assert (status, refused["errCode"]) == (403, 40303)
     assert len(recorder.to("/object/complete_form_data")) == 1
+
+
+# -- the group writes left to OpenIM's role checks -----------------------------------------------------------
+
+BOBS = "group-bobs"  # bob owns it; alice and carol are plain members
+
+ROLE_WRITES = [
+    ("/group/set_group_info_ex", {"groupID": BOBS, "groupName": "alice's now"}),
+    ("/group/set_group_member_info", {"members": [{"groupID": BOBS, "userID": "carol", "nickname": "x"}]}),
+    ("/group/mute_group", {"groupID": BOBS}),
+    ("/group/cancel_mute_group", {"groupID": BOBS}),
+    ("/group/mute_group_member", {"groupID": BOBS, "userID": "carol", "mutedSeconds": 60}),
+    ("/group/cancel_mute_group_member", {"groupID": BOBS, "userID": "carol"}),
+    ("/group/kick_group", {"groupID": BOBS, "kickedUserIDs": ["carol"]}),
+    ("/group/dismiss_group", {"groupID": BOBS, "deleteMember": True}),
+    ("/group/group_application_response", {"groupID": BOBS, "fromUserID": "dave", "handleResult": 1}),
+    ("/group/get_specified_user_group_request_info", {"groupID": BOBS, "userID": "dave"}),
+    ("/group/transfer_group", {"groupID": BOBS, "newOwnerUserID": "alice"}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), ROLE_WRITES)
+async def test_a_plain_member_is_refused_the_managers_writes_by_openim(
+    alice: GatewayClient, sandbox: Sandbox, path: str, body: dict[str, Any]
+) -> None:
+    make_group(sandbox, BOBS, "bob", "alice")
+    sandbox.add_members(BOBS, [dict(sandbox.members[BOBS]["alice"], userID="carol")])
+    sandbox.group_requests[(BOBS, "dave")] = {
+        "groupID": BOBS, "userID": "dave", "handleResult": 0, "reqMsg": "", "handledMsg": "", "reqTime": 0,
+        "handleUserID": "", "handledTime": 0, "ex": "", "joinSource": 3, "inviterUserID": "",
+    }  # fmt: skip
+    before = (dict(sandbox.groups[BOBS]), {u: dict(m) for u, m in sandbox.members[BOBS].items()})
+    status, reply, _ = await im(alice, "/im" + path, body)
+    assert status == 200, "forwarded: OpenIM checks the role"
+    assert reply["errCode"] in (1001, 1002), reply  # NoPermission, or ArgsError where v3.8.3 says so
+    assert (sandbox.groups[BOBS], sandbox.members[BOBS]) == before
+    assert sandbox.group_requests[(BOBS, "dave")]["handleResult"] == 0
+
+
+def test_every_group_write_without_a_binding_is_tried_as_a_plain_member() -> None:
+    unbound = {p for p, r in TABLE.items() if p.startswith("/group/") and not _binds(r)}
+    # A member may invite, in v3.8.3; group profiles are public.
+    assert unbound <= {path for path, _ in ROLE_WRITES} | {"/group/invite_user_to_group", "/group/get_groups_info"}
