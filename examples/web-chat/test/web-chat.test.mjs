@@ -80,6 +80,14 @@ async function logIn(userID, host) {
 async function openChatWith(page, peer) {
   await page.fill("#peer-id", peer);
   await page.click("#new-chat button");
+  // The page empties the field once the gateway has answered and the conversation is open, or
+  // says why not: the composer alone may be showing an earlier conversation still.
+  await page.waitForFunction(
+    () => document.querySelector("#peer-id").value === "" || !document.querySelector("#new-chat-error").hidden,
+    null,
+    { timeout: 5_000 },
+  );
+  assert.equal(await page.locator("#new-chat-error").isHidden(), true, await page.locator("#new-chat-error").textContent());
   await page.locator("#composer").waitFor({ state: "visible", timeout: 5_000 });
 }
 
