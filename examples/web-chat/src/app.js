@@ -130,20 +130,25 @@ function stopSDK(session) {
   sdk.logout().catch(() => sdk.wsManager?.close?.());
 }
 
-/** OpenIM dropped the SDK: ask the gateway why. A ban ends the session there (onLoggedOut). */
+/** The SDK was logged out: ask the gateway why. A ban ends the session there (onLoggedOut says so). */
 async function checkSession(session) {
+  let reason = "elsewhere"; // the session holds: another login took the imToken's place
   try {
     await session.gw.sessionInfo();
-    await restartSDK(session); // the session holds: the imToken was replaced, so log the SDK in again
   } catch (error) {
-    if (!(error instanceof LoggedOut)) console.warn("session check failed", error);
+    if (error instanceof LoggedOut) return;
+    reason = "disconnected";
   }
+  // Not logged in again here: two pages of one user and platform would take turns kicking each other.
+  leave(session, reason);
 }
 
 const REASONS = {
   banned: "Your account is banned: you were logged out.",
   credentials_refused: "Your login is no longer accepted: you were logged out.",
   no_credentials: "Your session ended: log in again.",
+  elsewhere: "You logged in somewhere else on this platform, so you were logged out here.",
+  disconnected: "The connection to the gateway was lost: log in again.",
 };
 
 /** Back to the login screen; `reason` says why when the gateway ended the session. */

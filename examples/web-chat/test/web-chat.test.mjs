@@ -184,6 +184,17 @@ describe("the demo web chat in Chromium", () => {
     await carol.page.screenshot({ path: `${ARTIFACTS}carol-banned.png` });
   });
 
+  test("a second page of the same user on the same platform logs the first one out", async () => {
+    const first = await logIn("erin");
+    const second = await logIn("erin");
+    const notice = first.page.locator('#notice[data-reason="elsewhere"]');
+    await notice.waitFor({ state: "visible", timeout: 10_000 });
+    assert.equal(await second.page.locator("#chat").isVisible(), true);
+    await openChatWith(second.page, "alice");
+    await send(second.page, "only here");
+    await shownWithin(listEntry(alice.page, "si_alice_erin").locator(".latest", { hasText: "only here" }), REAL_TIME_MS);
+  });
+
   test("a page without WebCrypto (plain HTTP off localhost) logs in with the noble fallback", async () => {
     const dave = await logIn("dave", "plain.test");
     assert.equal(await dave.page.evaluate(() => isSecureContext), false);
