@@ -206,6 +206,11 @@ def _banner(settings: Settings, gateway: HostPort) -> str:
         if dev_key
         else ""
     )
+    demo_try = (
+        f"  open {gateway.url}/demo/ in two browser windows   # the demo web chat: alice and bob, code 000000\n"
+        if (DEMO_DIR / "index.html").is_file()
+        else ""
+    )
     return f"""\
 messenger-gw {__version__}: dev mode ({store}, OpenIM at {api})
   gateway         {gateway.url}
@@ -214,7 +219,7 @@ messenger-gw {__version__}: dev mode ({store}, OpenIM at {api})
   msg-gateway     {settings.ws_guard.upstream_url or "(unset: no guard)"}
 
 Try it:
-  curl -s {gateway.url}/healthz
+{demo_try}  curl -s {gateway.url}/healthz
   curl -s {gateway.url}/readyz
   curl -s {gateway.url}/metrics | grep messenger_gw_admin_token
   curl -s -X POST {api}/auth/get_admin_token -H 'operationID: try-1' \\

@@ -9,8 +9,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from messenger_gw.app import create_app
-from messenger_gw.server import DEMO_DIR, add_demo
-from messenger_gw.settings import Settings
+from messenger_gw.server import DEMO_DIR, _banner, add_demo
+from messenger_gw.settings import HostPort, Settings
 from tests.conftest import base_url, gateway_settings
 
 Client = TestClient[web.Request, web.Application]
@@ -80,3 +80,10 @@ async def test_production_mode_has_no_demo(
 def test_the_demo_folder_is_the_web_chats_public_folder() -> None:
     assert Path(__file__).resolve().parents[1] / "examples" / "web-chat" / "public" == DEMO_DIR
     assert (DEMO_DIR / "index.html").is_file()
+
+
+def test_the_dev_banner_points_at_the_demo_first() -> None:
+    settings = Settings.from_env({"MESSENGER_GW_OPENIM_API_URL": "http://127.0.0.1:10002"}, dev=True)
+    banner = _banner(settings, HostPort("127.0.0.1", 8080))
+    try_it = banner.split("Try it:\n", 1)[1]
+    assert try_it.startswith("  open http://127.0.0.1:8080/demo/ in two browser windows")
