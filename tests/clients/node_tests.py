@@ -44,11 +44,16 @@ async def run_node_tests(cwd: Path, test_file: str, *, limit: float, env: dict[s
         env=os.environ | {"MESSENGER_GW_PYTHON": sys.executable} | (env or {}),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the gateway and browsers it starts die with it
+        start_new_session=True,  # its own process group, with the gateway it starts: killed whole below
     )
     try:
         output, _ = await asyncio.wait_for(process.communicate(), limit)
     except TimeoutError:
+        # SIGTERM first: playwright closes the browsers it started, which live in groups of their own.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), 5)
         pytest.fail(f"{test_file} ran past {limit} s")
     finally:
         with contextlib.suppress(ProcessLookupError):

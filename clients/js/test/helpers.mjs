@@ -41,8 +41,11 @@ export async function startDevGateway(env = {}) {
       ...Object.fromEntries(Object.entries(extra).map(([name, value]) => [`MESSENGER_GW_${name}`, value])),
     },
     stdio: ["ignore", "pipe", "pipe"],
-    detached: true, // its own process group, ended whole by stop()
+    // In this process's group, so that whoever ends the group (pytest, on a timeout) ends it too.
   });
+  // And ended with this process, however its tests end (a SIGKILL aside, which the group covers).
+  const orphaned = () => child.kill("SIGKILL");
+  process.on("exit", orphaned);
   let output = "";
   const banner = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`messenger-gw dev did not start in 20 s:\n${output}`)), 20_000);
@@ -63,12 +66,10 @@ export async function startDevGateway(env = {}) {
   return {
     ...banner,
     async stop() {
-      try {
-        process.kill(-child.pid, "SIGTERM");
-      } catch {
-        return; // gone already
-      }
-      const timer = setTimeout(() => process.kill(-child.pid, "SIGKILL"), 5_000);
+      process.off("exit", orphaned);
+      if (child.exitCode !== null || child.signalCode !== null) return; // gone already
+      child.kill("SIGTERM"); // drains, as in production
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
       await exited;
       clearTimeout(timer);
     },
