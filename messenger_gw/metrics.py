@@ -256,7 +256,7 @@ class Metrics:
         self.ws_upgrades = Counter(
             "messenger_gw_ws_upgrades",
             "WebSocket upgrades to /ws, by outcome: accepted, refused_<reason> (as OpenIM answers them),"
-            " refused_by_openim, openim_unreachable, openim_timeout.",
+            " refused_origin, refused_busy, refused_by_openim, openim_unreachable, openim_timeout.",
             ["outcome"],
             registry=r,
         )

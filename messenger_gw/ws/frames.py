@@ -90,7 +90,7 @@ def decode_request(payload: bytes) -> Request | None:
         value = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         return None
     canonical = value.keys() <= _CANONICAL
     if not canonical:
@@ -101,26 +101,31 @@ def decode_request(payload: bytes) -> Request | None:
             if name is not None:
                 folded[name] = item
         value = folded
-    ident = value.get("reqIdentifier")
-    if ident is None:
-        ident = 0
-    elif type(ident) is not int or ident not in _INT32:
-        return None
-    strings = []
-    for name in ("msgIncr", "sendID", "operationID", "token", "data"):
-        item = value.get(name)
-        if item is None:
-            item = ""
-        elif type(item) is not str:
+    get = value.get
+    ident = get("reqIdentifier")
+    if type(ident) is not int:  # a bool is no int32 to Go, nor is a float
+        if ident is not None:
             return None
-        strings.append(item)
-    msg_incr, send_id, operation_id, token, data_text = strings
+        ident = 0
+    elif ident not in _INT32:
+        return None
     try:
+        msg_incr, send_id, operation_id = _text(get("msgIncr")), _text(get("sendID")), _text(get("operationID"))
+        token, data_text = _text(get("token")), _text(get("data"))
         # Go's []byte from JSON: standard base64 with its padding.
         data = binascii.a2b_base64(data_text, strict_mode=True) if data_text else b""
-    except binascii.Error:
+    except (TypeError, binascii.Error):
         return None
     return Request(ident, msg_incr, send_id, operation_id, token, data_text, data, canonical)
+
+
+def _text(value: object) -> str:
+    """A JSON string as Go reads one into a string field: null is empty, anything else not a string fails."""
+    if type(value) is str:
+        return value
+    if value is None:
+        return ""
+    raise TypeError
 
 
 def encode_request(request: Request) -> bytes:

@@ -60,6 +60,7 @@ GO_INT = re.compile(r"[+-]?[0-9]+\Z")  # what strconv.Atoi takes
 REFUSAL_WINDOW = 60.0
 CLOSE_TIMEOUT = 2.0  # for the other side's close frame, either way
 RECHECK_CONCURRENCY = 50
+UPGRADE_CONCURRENCY = 64  # upgrades verifying their token or dialling OpenIM at once, per worker
 MAX_UPSTREAM_FRAME = 64 * 1024 * 1024  # OpenIM's answers to pulls carry many messages
 MAX_REFUSAL_BODY = 64 * 1024
 _REQ_LABELS = {ident: str(ident) for ident in frames.KNOWN_REQUESTS}
@@ -129,6 +130,7 @@ class WsGuard:
         self._recheck: set[str] = set()
         self._recheck_all = False
         self._rechecking = asyncio.Event()
+        self._admission = asyncio.Semaphore(UPGRADE_CONCURRENCY)
 
     # -- the upgrade ----------------------------------------------------------------------------------
 
@@ -158,16 +160,27 @@ class WsGuard:
         if problem is not None:
             return self._refused(problem, frames.CONN_ARGS_ERROR)
         token, user_id, platform_id = query["token"], query["sendID"], int(query["platformID"])
+        # What reads the store and dials OpenIM, a bounded number at a time: after a replica's drain its clients
+        # all reconnect at once, and unbounded they would overrun the store's connection pool.
         try:
-            caller = await self._verifier.verify(token)
-        except ImTokenRejected as exc:
-            return await self._token_refused(request, exc, query.get("isMsgResp", "") in GO_TRUE)
-        if caller.user_id != user_id or caller.platform_id != platform_id:
-            return self._refused("token_mismatch", frames.TOKEN_INVALID)
-        if len(self._by_user.get(user_id, ())) >= self._settings.max_connections_per_user:
-            return self._refused("user_connections", frames.CONN_OVER_MAX_NUM_LIMIT)
-        gzipped = query.get("compression") == "gzip" or request.headers.get("compression") == "gzip"
-        upstream = await self._dial(request, gzipped)
+            async with asyncio.timeout(self._settings.handshake_timeout):
+                await self._admission.acquire()
+        except TimeoutError:
+            self._metrics.ws_upgrades.labels("refused_busy").inc()
+            raise errors.Unavailable("Too many WebSocket upgrades at once; connect again") from None
+        try:
+            try:
+                caller = await self._verifier.verify(token)
+            except ImTokenRejected as exc:
+                return await self._token_refused(request, exc, query.get("isMsgResp", "") in GO_TRUE)
+            if caller.user_id != user_id or caller.platform_id != platform_id:
+                return self._refused("token_mismatch", frames.TOKEN_INVALID)
+            if len(self._by_user.get(user_id, ())) >= self._settings.max_connections_per_user:
+                return self._refused("user_connections", frames.CONN_OVER_MAX_NUM_LIMIT)
+            gzipped = query.get("compression") == "gzip" or request.headers.get("compression") == "gzip"
+            upstream = await self._dial(request)
+        finally:
+            self._admission.release()
         if isinstance(upstream, web.Response):
             return upstream
         client = web.WebSocketResponse(compress=False, max_msg_size=frames.HARD_LIMIT, timeout=CLOSE_TIMEOUT)
@@ -181,7 +194,7 @@ class WsGuard:
         return _Connection(user_id, platform_id, token, client, upstream, request.transport, gzip=gzipped,
                            now=self._clock())  # fmt: skip
 
-    async def _dial(self, request: web.Request, gzipped: bool) -> aiohttp.ClientWebSocketResponse | web.Response:
+    async def _dial(self, request: web.Request) -> aiohttp.ClientWebSocketResponse | web.Response:
         """OpenIM's msg-gateway with the client's query; OpenIM's own refusal as an answer to pass on."""
         kept: list[tuple[int, str, bytes]] = []
         context = _UPSTREAM_REFUSAL.set(kept)
@@ -235,14 +248,18 @@ class WsGuard:
 
     async def _serve(self, conn: _Connection) -> None:
         self._register(conn)
+        # Each direction in a task of its own: a task resumes through every frame of its await chain, and the
+        # handler's runs through aiohttp and the edge middleware, so relaying in it would pay them per frame.
+        up = asyncio.create_task(self._relay_up(conn), name="ws-relay-up")
         down = asyncio.create_task(self._relay_down(conn), name="ws-relay-down")
         try:
-            await self._relay_up(conn)
+            await up
         finally:
             self._unregister(conn)
-            down.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await down
+            for task in (up, down):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             with contextlib.suppress(Exception):
                 await conn.upstream.close(code=conn.client.close_code or WSCloseCode.OK)
 

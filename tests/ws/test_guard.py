@@ -15,6 +15,7 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 
+from messenger_gw import keys
 from messenger_gw.app import create_app
 from messenger_gw.edge import DRAINING
 from messenger_gw.metrics import METRICS
@@ -35,6 +36,7 @@ from tests.conftest import (
 from tests.ws.conftest import (
     ADMIN_KEY,
     Connect,
+    Login,
     Received,
     StartGuarded,
     data_of,
@@ -174,6 +176,38 @@ async def test_the_connections_per_worker_and_per_user_are_bounded_with_1601(
     status, _, body = await plain_answer(http, ws_address(per_user), (await log_in(per_user, "carol", 2)).query())
     assert body["errCode"] == 1601
     await connect(ws_address(per_user), await log_in(per_user, "dave", 5))  # others are not held back
+
+
+async def issued(wire: Wire, redis: RedisProcess, users: list[str]) -> list[Login]:
+    """imTokens as a login leaves them (minted by OpenIM, stored in im:token:<userID>), many at once."""
+    admin_token = await wire.admin_token()
+    await wire.register(admin_token, *users)
+    logins = []
+    with redis.client() as c:
+        for user in users:
+            token = await wire.user_token(admin_token, user, 5)
+            c.hset(keys.im_token(user), "5", orjson.dumps({"token": token, "expiresAt": int(time.time()) + 86400}))
+            logins.append(Login(user, token, 5))
+    return logins
+
+
+async def test_a_burst_of_upgrades_is_admitted_a_bounded_number_at_a_time_and_none_is_refused(
+    guarded: Gateway, clean_redis: RedisProcess, wire: Wire
+) -> None:
+    """As after a replica's drain, when its clients all reconnect at once: more upgrades than the store's
+    connection pool holds (200) verify their tokens together."""
+    logins = await issued(wire, clean_redis, [f"burst{n}" for n in range(400)])
+
+    async def upgrade(http: aiohttp.ClientSession, login: Login) -> Any:
+        ws = await http.ws_connect(ws_address(guarded), params=login.query())
+        hello = await ws.receive(timeout=30)
+        return ws, orjson.loads(hello.data)["errCode"]
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        opened = await asyncio.gather(*(upgrade(http, login) for login in logins), return_exceptions=True)
+        failures = [o for o in opened if isinstance(o, BaseException)]
+        assert failures == []
+        assert {code for _, code in opened} == {0}  # type: ignore[misc]
 
 
 async def test_openims_own_refusal_reaches_the_client_as_openim_sent_it(
