@@ -264,14 +264,31 @@ class WsGuard:
                 await conn.upstream.close(code=conn.client.close_code or WSCloseCode.OK)
 
     async def _relay_up(self, conn: _Connection) -> None:
-        client, upstream = conn.client, conn.upstream
+        """Each client frame, checked: a request relayed or answered as refused; pings and pongs relayed."""
+        client, upstream, policy, metrics = conn.client, conn.upstream, self._policy, self._metrics
         while True:
             message = await client.receive()
             conn.seen = self._clock()
             kind = message.type
             try:
-                if kind is WSMsgType.BINARY:
-                    if not await self._request(conn, message.data):
+                if kind is WSMsgType.BINARY:  # a request: the hot path, written out here rather than called
+                    payload = message.data
+                    data = frames.gunzip(payload, frames.HARD_LIMIT) if conn.gzip else payload
+                    request = frames.decode_request(data) if data is not None else None
+                    if request is None:
+                        metrics.ws_refusals.labels("envelope").inc()
+                        metrics.ws_frame("other", "refused")
+                        self._end(conn, "envelope")  # OpenIM closes the connection unanswered
+                        return
+                    if len(payload) > frames.READ_LIMIT:
+                        refusal: Refusal | None = DENIED["too_large"]
+                    else:
+                        refusal = await policy.check(conn.user_id, conn.platform_id, request)
+                    if refusal is None:
+                        relayed = payload if request.canonical else self._encoded(conn, frames.encode_request(request))
+                        await upstream.send_bytes(relayed)
+                        metrics.ws_frame(_REQ_LABELS.get(request.req_identifier, "other"), "relayed")
+                    elif not await self._refuse(conn, request, refusal):
                         return
                 elif kind is WSMsgType.TEXT:
                     if len(message.data) > frames.READ_LIMIT:  # OpenIM would drop the connection for it
@@ -283,26 +300,9 @@ class WsGuard:
             except (ConnectionError, RuntimeError):  # OpenIM's side is gone: relay_down ends the client's
                 return
 
-    async def _request(self, conn: _Connection, payload: bytes) -> bool:
-        """Check one request frame, relay it or answer its refusal; False ends the connection."""
-        data = frames.gunzip(payload, frames.HARD_LIMIT) if conn.gzip else payload
-        request = frames.decode_request(data) if data is not None else None
-        if request is None:
-            self._metrics.ws_refusals.labels("envelope").inc()
-            self._metrics.ws_frame("other", "refused")
-            self._end(conn, "envelope")  # OpenIM closes the connection unanswered
-            return False
-        if len(payload) > frames.READ_LIMIT:
-            refusal: Refusal | None = DENIED["too_large"]
-        else:
-            refusal = await self._policy.check(conn.user_id, conn.platform_id, request)
-        label = _REQ_LABELS.get(request.req_identifier, "other")
-        if refusal is None:
-            relayed = payload if request.canonical else self._encoded(conn, frames.encode_request(request))
-            await conn.upstream.send_bytes(relayed)
-            self._metrics.ws_frame(label, "relayed")
-            return True
-        self._metrics.ws_frame(label, "refused")
+    async def _refuse(self, conn: _Connection, request: frames.Request, refusal: Refusal) -> bool:
+        """Answer a refused request as OpenIM answers one; False when that was one refusal too many."""
+        self._metrics.ws_frame(_REQ_LABELS.get(request.req_identifier, "other"), "refused")
         self._metrics.ws_refusals.labels(refusal.reason).inc()
         answer = frames.answer(
             request.req_identifier, request.msg_incr, request.operation_id, refusal.err_code, refusal.err_msg
