@@ -11,7 +11,12 @@ Then, for each worker count, drives wrk at:
       then both paced at half of (b)'s rate, in turns too;
   (d0) a bare aiohttp handler doing one XADD per request (bench/bare_webhook.py), and
   (d) after-callbacks through the gateway's webhook route, in turns, every answered one checked
-      in the stream; (e) before-callbacks paced at 1,000 per second.
+      in the stream; (e) before-callbacks paced at 1,000 per second;
+  (f) a bare aiohttp WebSocket relay (bench/ws_relay.py) and (g) the gateway's WebSocket guard, both in front
+      of one stand-in msg-gateway (bench/ws_upstream.py), in turns: small SendMsg frames flat out from
+      SDK-shaped sockets (bench/ws_load.py), then paced at half of (f)'s rate; the guard once more without
+      its send rate bucket (g0), to show what the store round trip costs; then as many idle guarded sockets
+      as one worker holds, pinging as the SDK does, and the memory each takes.
 
 Both servers of a pair run throughout, so neither starts cold. Each run prints requests per
 second, p50/p99 latency, errors, and the CPU time (user + system, from /proc) the server's own
@@ -40,6 +45,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import jwt
+import orjson
 import redis
 
 from messenger_gw import keys
@@ -424,6 +431,178 @@ def run_webhooks(
     return {"workers": workers, "connections": connections, "seconds": seconds, "runs": runs, "summary": summary}
 
 
+WS_SECRET = "bench"  # the gateway's OPENIM_SECRET in gateway_env: imTokens are signed with it
+WS_IDLE_TARGET = 10_000
+WS_IDLE_SECONDS = 25  # long enough for every socket to ping twice
+
+
+def ws_logins(redis_url: str, count: int, folder: Path) -> Path:
+    """``count`` users' imTokens as OpenIM mints them (HS256 under the secret, OpenIM's claims), stored where a
+    login leaves them (``im:token:<userID>``), one ``userID<TAB>token`` line each."""
+    store = redis.Redis.from_url(redis_url)
+    now = int(time.time())
+    lines = []
+    with store.pipeline(transaction=False) as pipe:
+        for n in range(count):
+            user = f"bench_ws_{n}"
+            claims = {"UserID": user, "PlatformID": 5, "exp": now + 86400, "iat": now - 5}
+            token = jwt.encode(claims, WS_SECRET, algorithm="HS256")
+            pipe.hset(keys.im_token(user), "5", orjson.dumps({"token": token, "expiresAt": now + 86400}))
+            lines.append(f"{user}\t{token}\n")
+        pipe.execute()
+    path = folder / "ws-logins.tsv"
+    path.write_text("".join(lines))
+    return path
+
+
+def ws_frames(url: str, logins: Path, connections: int, seconds: int, pace_ms: float) -> dict[str, Any]:
+    command = [sys.executable, str(BENCH / "ws_load.py"), "frames", url, str(logins), str(connections), str(seconds),
+               f"{pace_ms:g}"]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 120).stdout  # noqa: S603
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    # The same keys as a wrk run, so the summaries read both.
+    return result | {"rps": result["fps"], "requests": result["frames"]}
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def ws_idle(url: str, logins: Path, connections: int, worker: int) -> dict[str, Any]:
+    """Open ``connections`` sockets through one worker, hold them pinging, and read the worker's RSS meanwhile."""
+    before = rss_kb(worker)
+    command = [sys.executable, str(BENCH / "ws_load.py"), "idle", url, str(logins), str(connections),
+               str(WS_IDLE_SECONDS)]  # fmt: skip
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as load:  # noqa: S603
+        assert load.stdin is not None
+        assert load.stdout is not None
+        opened: dict[str, Any] = json.loads(load.stdout.readline())
+        held: dict[str, Any] = json.loads(load.stdout.readline())
+        after = rss_kb(worker)
+        load.stdin.write("\n")
+        load.stdin.flush()
+        load.wait(120)
+    return (
+        opened
+        | held
+        | {
+            "asked": connections,
+            "rss_before_mb": round(before / 1024, 1),
+            "rss_after_mb": round(after / 1024, 1),
+            "rss_kib_per_connection": round((after - before) / max(1, held["held"]), 1),
+        }
+    )
+
+
+def idle_capacity() -> int:
+    """Guarded sockets one worker may hold: two descriptors each (the client's, OpenIM's) within its limit."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return min(WS_IDLE_TARGET, (soft - 200) // 2)
+
+
+def run_websocket(
+    workers: int, seconds: int, rounds: int, folder: Path, redis_url: str, user_service: str
+) -> dict[str, Any]:
+    """(f), (g) and (g0) flat out in turns, ``rounds`` times; then (f) and (g) paced at half of (f)'s rate, in turns;
+    then idle sockets through one worker of (g)."""
+    connections = 64 * workers
+    port_up, port_f, port_g, port_g0 = free_port(), free_port(), free_port(), free_port()
+    upstream = f"ws://{LOOPBACK}:{port_up}"
+    print(
+        f"\n== WebSocket: {workers} worker(s), {connections} connections, {rounds} rounds of {seconds}s ==", flush=True
+    )
+    redis.Redis.from_url(redis_url).flushall()
+    idle = idle_capacity()
+    logins = ws_logins(redis_url, max(connections, idle), folder)
+    relay = [sys.executable, str(BENCH / "ws_relay.py"), LOOPBACK, str(port_f), upstream]
+    gateway = [sys.executable, "-m", "messenger_gw", "serve", "--workers", str(workers)]
+    guard = {"MESSENGER_GW_OPENIM_WS_URL_INTERNAL": upstream}
+    # The send bucket is taken from for every frame, as deployed, and never empty: what is measured is its cost.
+    env_g = gateway_env(port_g, redis_url, f"http://{LOOPBACK}:9", user_service) | guard | {
+        "MESSENGER_GW_RATE_LIMITS": "send=1000000/s:1000000"}  # fmt: skip
+    env_g0 = gateway_env(port_g0, redis_url, f"http://{LOOPBACK}:9", user_service) | guard | {
+        "MESSENGER_GW_RATE_LIMITS": "send=off"}  # fmt: skip
+    url_f, url_g, url_g0 = (f"ws://{LOOPBACK}:{port}/ws" for port in (port_f, port_g, port_g0))
+    upstreams = [[sys.executable, str(BENCH / "ws_upstream.py"), LOOPBACK, str(port_up)]] * 2
+    with (
+        started(*upstreams),
+        started(*[relay] * workers) as relays,
+        started(gateway, env=env_g) as (parent_g,),
+        started(gateway, env=env_g0) as (parent_g0,),
+    ):
+        wait_http(f"http://{LOOPBACK}:{port_up}/ready")
+        wait_http(f"http://{LOOPBACK}:{port_f}/ready")
+        wait_http(f"http://{LOOPBACK}:{port_g}/healthz")
+        wait_http(f"http://{LOOPBACK}:{port_g0}/healthz")
+        pids = {"f": [r.pid for r in relays], "g": process_tree(parent_g.pid), "g0": process_tree(parent_g0.pid)}
+        urls = {"f": url_f, "g": url_g, "g0": url_g0}
+        for name in ("f", "g", "g0"):  # warm-up
+            ws_frames(urls[name], logins, connections, 2, 0)
+        flat: dict[str, list[dict[str, Any]]] = {"f": [], "g": [], "g0": []}
+        for index in range(rounds):
+            for name in ("f", "g", "g0"):
+                flat[name].append(measured(pids[name], partial(ws_frames, urls[name], logins, connections, seconds, 0)))
+                print_run(f"({name}) round {index + 1}", flat[name][-1])
+        peak = statistics.median(r["rps"] for r in flat["f"])
+        pace = connections * 1000 / (peak / 2)  # ms between frames on each socket
+        paced: dict[str, list[dict[str, Any]]] = {"f": [], "g": []}
+        for index in range(rounds):
+            for name in ("f", "g"):
+                paced[name].append(
+                    measured(pids[name], partial(ws_frames, urls[name], logins, connections, seconds, pace))
+                )
+                print_run(f"({name}) paced {index + 1}", paced[name][-1])
+        rss = {"f": peak_rss_mb(pids["f"]), "g": peak_rss_mb(pids["g"][1:] or pids["g"])}
+        idle_result = ws_idle(url_g, logins, idle, (pids["g"][1:] or pids["g"])[0]) if workers == 1 else None
+    summary = {
+        "f_relay": summary_of(flat["f"]),
+        "g_guard": summary_of(flat["g"]),
+        "g0_guard_without_send_bucket": summary_of(flat["g0"]),
+        "f_paced": summary_of(paced["f"]),
+        "g_paced": summary_of(paced["g"]),
+        "g_over_f_throughput": ratios(flat["g"], flat["f"]),
+        "g0_over_f_throughput": ratios(flat["g0"], flat["f"]),
+        "g_over_f_cpu_per_frame": ratios(flat["g"], flat["f"], "cpu_us_per_request"),
+        "paced_rate_fps": round(peak / 2),
+        "p99_added_at_half_rate_ms": spread(
+            [(g["p99_us"] - f["p99_us"]) / 1000 for g, f in zip(paced["g"], paced["f"], strict=True)]
+        ),
+        "peak_rss_mb": rss,
+        "idle": idle_result,
+    }
+    print_websocket_summary(summary)
+    runs = {"f": flat["f"], "g": flat["g"], "g0": flat["g0"], "f_paced": paced["f"], "g_paced": paced["g"]}
+    return {"workers": workers, "connections": connections, "seconds": seconds, "runs": runs, "summary": summary}
+
+
+def print_websocket_summary(s: dict[str, Any]) -> None:
+    print("  medians over the rounds (min-max):")
+    print(f"  {'run':<30}{'frames/s':>24}{'p99 ms':>20}{'CPU us/frame':>24}{'errors':>8}")
+    for name in ("f_relay", "g_guard", "g0_guard_without_send_bucket", "f_paced", "g_paced"):
+        r = s[name]
+        print(
+            f"  {name:<30}{_range(r['rps']):>24}{_range(r['p99_us'], 2, 1000):>20}"
+            f"{_range(r['cpu_us_per_request'], 1):>24}{r['errors']:>8}"
+        )
+    print(f"  (g)/(f) frames/s {_range(s['g_over_f_throughput'], 3)}   (g0)/(f) {_range(s['g0_over_f_throughput'], 3)}")
+    print(f"  (g)/(f) CPU per frame {_range(s['g_over_f_cpu_per_frame'], 3)}")
+    print(f"  p99 added over (f) at {s['paced_rate_fps']} frames/s: {_range(s['p99_added_at_half_rate_ms'], 2)} ms")
+    print(f"  peak RSS MB per worker: (f) {s['peak_rss_mb']['f']}  (g) {s['peak_rss_mb']['g']}")
+    idle = s["idle"]
+    if idle is not None:
+        print(
+            f"  idle: {idle['held']} of {idle['asked']} guarded sockets held by one worker ({idle['failed']} refused,"
+            f" {idle['lost']} lost, {idle['missed_pongs']} pongs missed),"
+            f" {idle['rss_kib_per_connection']} KiB RSS each",
+            flush=True,
+        )
+
+
 def print_run(name: str, r: dict[str, Any]) -> None:
     print(
         f"  {name:<16}{r['rps']:>9.0f} req/s  p50 {r['p50_us'] / 1000:6.2f} ms  p99 {r['p99_us'] / 1000:6.2f} ms"
@@ -483,6 +662,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, action="append", help="worker counts to run (default: 1 and 2)")
     parser.add_argument("--seconds", type=int, default=6, help="length of each run")
     parser.add_argument("--rounds", type=int, default=3, help="how many times each compared pair runs, in turns")
+    parser.add_argument(
+        "--part", choices=("im", "webhooks", "websocket"), action="append", help="what to run (default: all three)"
+    )
     args = parser.parse_args()
     if args.rounds < 1 or args.seconds < 1:
         parser.error("--rounds and --seconds must be at least 1")
@@ -507,6 +689,7 @@ def main() -> int:
             wait_redis(redis_url)
             date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
             workers = args.workers or [1, 2]
+            parts = args.part or ["im", "webhooks", "websocket"]
             report = {
                 "date": date,
                 "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load": os.getloadavg()},
@@ -514,10 +697,19 @@ def main() -> int:
                 "rounds": args.rounds,
                 "configs": [
                     run_config(w, args.seconds, args.rounds, folder, redis_url, upstream, user_service) for w in workers
-                ],
+                ]
+                if "im" in parts
+                else [],
                 "webhooks": [
                     run_webhooks(w, args.seconds, args.rounds, redis_url, upstream, user_service) for w in workers
-                ],
+                ]
+                if "webhooks" in parts
+                else [],
+                "websocket": [
+                    run_websocket(w, args.seconds, args.rounds, folder, redis_url, user_service) for w in workers
+                ]
+                if "websocket" in parts
+                else [],
             }
     out = RESULTS / f"{date.replace(':', '')}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
