@@ -268,6 +268,8 @@ class WsGuard:
         client, upstream, policy, metrics = conn.client, conn.upstream, self._policy, self._metrics
         while True:
             message = await client.receive()
+            if conn.ended:  # kicked or dropped meanwhile: a frame read before it no longer goes to OpenIM
+                return
             conn.seen = self._clock()
             kind = message.type
             try:
