@@ -640,3 +640,30 @@ def test_the_dashboard_and_the_alerts_watch_the_guard() -> None:
     [group] = yaml.safe_load((deploy / "prometheus" / "alerts.yaml").read_text())["groups"]
     [surge] = [rule for rule in group["rules"] if rule["alert"] == "MessengerGwWsRefusalSurge"]
     assert "messenger_gw_ws_refusals_total" in surge["expr"]
+
+
+async def test_a_request_whose_checks_were_waiting_when_its_socket_was_kicked_never_reaches_openim(
+    guarded: Gateway, connect: Connect, received: Received, group: str, recorder: Recorder, openim_kicks_nobody: None
+) -> None:
+    carol = await connect(ws_address(guarded), await log_in(guarded, "carol"))
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    async def slow_members(request: web.Request) -> web.Response:
+        asked.set()
+        await answer.wait()
+        body = {"errCode": 0, "errMsg": "", "errDlt": "", "data": {"members": [{"userID": "carol"}]}}
+        return web.json_response(body)
+
+    recorder.overrides["/group/get_group_members_info"] = slow_members
+    pull = sdkws_pb2.PullMessageBySeqsReq(
+        userID="carol", seqRanges=[sdkws_pb2.SeqRange(conversationID=f"sg_{group}", begin=1, end=10, num=10)]
+    )
+    await carol.send(1002, pull.SerializeToString())  # no ban check of its own: only the kick stops it now
+    await asyncio.wait_for(asked.wait(), 5)  # the guard is asking OpenIM whether carol is in the group
+    status, _ = await admin(guarded, "/users/carol/ban", {"reason": "spam"})
+    assert status in (200, 207)
+    assert (await carol.receive())["reqIdentifier"] == 2002
+    answer.set()
+    await carol.closed()
+    await asyncio.sleep(0.2)
+    assert received.of("carol") == []
