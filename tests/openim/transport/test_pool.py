@@ -117,8 +117,9 @@ async def pools() -> AsyncIterator[Callable[..., UpstreamPool]]:
     made: list[UpstreamPool] = []
 
     def pool(
-        url: str, max_connections: int = 4, connect: float = 1, wait: float = 1, keepalive: float = 15
+        url: str, max_connections: int = 4, connect: float = 10, wait: float = 10, keepalive: float = 15
     ) -> UpstreamPool:
+        # Deadlines a test does not check are generous: on a loaded machine a loopback connect has taken over 1 s.
         made.append(UpstreamPool(url, max_connections=max_connections, connect=connect, pool=wait, keepalive=keepalive))
         return made[-1]
 
