@@ -9,6 +9,8 @@ declared next to the type they hold.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -41,12 +43,23 @@ from .auth import (
     Sessions,
     UserServiceVerifier,
 )
+from .background import running
 from .edge import CORS, DRAINING, CORSPolicy, edge_middleware, healthz, readyz
 from .im import ROUTE_TABLE, RouteTable
 from .legacy import ANSWER_HEADERS, LEGACY_SERVICE, LegacyService, configured_table
 from .media import GIF_SEARCH, STICKER_CATALOG, StickerCatalog, gif_search
 from .metrics import METRICS, Metrics, flushing, metrics_handler
-from .moderation import BANS, MESSAGE_RULES, RATE_LIMITS, Bans, MessageRules, RateLimit, RateLimits, WordRules
+from .moderation import (
+    BANS,
+    MESSAGE_RULES,
+    RATE_LIMITS,
+    Bans,
+    EagerRateLimits,
+    MessageRules,
+    RateLimit,
+    RateLimits,
+    WordRules,
+)
 from .openim import (
     ADMIN_TOKENS,
     CONVERSATION_ACCESS,
@@ -60,7 +73,7 @@ from .openim import (
     new_pool,
 )
 from .settings import SETTINGS, Settings
-from .store import INVALIDATION, STORE, Invalidation, MemoryStore, RedisStore, Store, listening
+from .store import INVALIDATION, STORE, Invalidation, MemoryStore, RedisStore, Store, StoreError, listening
 from .webhooks import (
     WEBHOOK_CONSUMER,
     WEBHOOK_RECEIVER,
@@ -250,7 +263,7 @@ async def _ws_ctx(app: web.Application) -> AsyncIterator[None]:
     policy = FramePolicy(
         app[CONVERSATION_ACCESS],
         app[MESSAGE_RULES],
-        app[RATE_LIMITS],
+        send_rate := EagerRateLimits(app[STORE], app[RATE_LIMITS], metrics=app[METRICS], clock=time.monotonic),
         block_errcode=settings.webhooks.block_errcode,
         fail_open=settings.webhooks.fail_open,
     )
@@ -263,8 +276,14 @@ async def _ws_ctx(app: web.Application) -> AsyncIterator[None]:
             metrics=app[METRICS],
             origin_allowed=app[CORS].allows if settings.cors.enabled else None,
         )
-        async with guarding(guard, app[INVALIDATION]):
+        async with (
+            guarding(guard, app[INVALIDATION]),
+            running(send_rate.flush_forever(), name="ws-rate-flush", stop=send_rate.stop),
+        ):
             yield
+        with contextlib.suppress(StoreError, TimeoutError):  # what the last frames took, spent before the store closes
+            async with asyncio.timeout(1):
+                await send_rate.flush()
 
 
 def _identity_verifier(settings: Settings, session: aiohttp.ClientSession) -> IdentityVerifier:

@@ -159,6 +159,13 @@ class Metrics:
             ["class"],
             registry=r,
         )
+        self.rate_limit_overshoot = Counter(
+            "messenger_gw_rate_limit_overshoot",
+            "WebSocket requests let through on this worker's view of a bucket that the store then found empty"
+            " (the user sent elsewhere too), by class.",
+            ["class"],
+            registry=r,
+        )
         self.rate_limit_unevaluated = Counter(
             "messenger_gw_rate_limit_unevaluated",
             "Requests whose route-class rate limit could not be evaluated (the store failed), by class and the"

@@ -5,7 +5,7 @@ limits.
 from .bans import BANS, Ban, Banned, Bans
 from .bans import INVALIDATION_KIND as BAN_INVALIDATION_KIND
 from .messages import BLOCK_MESSAGES, MESSAGE_RULES, MessageRules, message_text
-from .rate_limit import RATE_LIMITS, RateLimit, RateLimited, RateLimits
+from .rate_limit import RATE_LIMITS, EagerRateLimits, RateLimit, RateLimited, RateLimits
 from .word_rules import WordRules
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "Ban",
     "Banned",
     "Bans",
+    "EagerRateLimits",
     "MessageRules",
     "RateLimit",
     "RateLimited",

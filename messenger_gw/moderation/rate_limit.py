@@ -10,6 +10,8 @@ than requests.
 * :class:`RateLimits`: the classes of /im routes (``settings.RATE_CLASSES``, named per route in
   ``im/routes.toml``), one bucket per user and class. :meth:`RateLimits.check` needs no HTTP
   request, so the WebSocket guard takes from the same buckets as the REST path.
+* :class:`EagerRateLimits`: the same buckets for the WebSocket guard, decided at once from what
+  this worker knows of each bucket, the tokens spent in the store a moment after (see there).
 * :class:`RateLimit`: a per-minute limit on one scope (the handshake per client IP, before any
   authentication; OpenIM's message callbacks per sender).
 
@@ -20,14 +22,17 @@ every user's bucket of that class on one node).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import math
+from collections.abc import Callable
 
 from aiohttp import web
 
 from messenger_gw import errors, keys
 from messenger_gw.metrics import Metrics
-from messenger_gw.settings import RateLimitSettings
+from messenger_gw.settings import BucketLimit, RateLimitSettings
 from messenger_gw.store import Bucket, Coalescer, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -73,10 +78,7 @@ class RateLimits:
         try:
             wait = await self._take.submit(Bucket(_key(rate_class, user_id), limit.rate, limit.burst))
         except StoreError as exc:
-            policy = "open" if self._fail_open else "closed"
-            self._metrics.rate_limit_unevaluated.labels(rate_class, policy).inc()
-            log.warning("rate limit %s not evaluated (store: %s): failing %s", rate_class, exc, policy)
-            if self._fail_open:
+            if self.unevaluated(rate_class, exc):
                 return None
             raise
         if wait == 0:
@@ -84,11 +86,143 @@ class RateLimits:
         self._metrics.rate_limited.labels(rate_class).inc()
         return wait
 
+    def limit(self, rate_class: str) -> BucketLimit | None:
+        return self._limits[rate_class]
+
+    def unevaluated(self, rate_class: str, exc: StoreError, *, count: int = 1) -> bool:
+        """Count and log takes the store could not answer; whether the policy lets their requests through."""
+        policy = "open" if self._fail_open else "closed"
+        self._metrics.rate_limit_unevaluated.labels(rate_class, policy).inc(count)
+        log.warning("rate limit %s not evaluated (store: %s): failing %s", rate_class, exc, policy)
+        return self._fail_open
+
     async def hit(self, user_id: str, rate_class: str) -> None:
         """:meth:`check`, raising :class:`RateLimited` on a refusal."""
         wait = await self.check(user_id, rate_class)
         if wait is not None:
             raise RateLimited(wait, detail=f"rate class {rate_class}")
+
+
+@dataclasses.dataclass(slots=True)
+class _View:
+    full_at: float  # this worker's clock: when the bucket is full again, as far as this worker knows
+    unspent: int = 0  # tokens taken here and not yet spent in the store
+    unsure: bool = False  # the store failed under a closed policy: ask it before the next request
+
+
+class EagerRateLimits:
+    """:class:`RateLimits`' buckets for a caller that must not wait on the store per request: the WebSocket
+    guard, where a client's next frame waits on its last.
+
+    Each user's bucket is decided at once from this worker's view of it (the same rate and burst, on this
+    worker's clock; a user not seen yet has a full bucket), and the tokens taken here are spent in the store
+    every ``flush_interval``: for each user who sent, one item of one round trip, however many frames.
+    The store answers when each bucket will be full again, and a view behind it (the user also sent through
+    another worker or replica, or REST) is set to the store's. A user sending only here is refused as by
+    :meth:`RateLimits.check`; one sending through several places at once gets beyond the limit at most what
+    the others let through within one interval and a round trip, counted in
+    ``messenger_gw_rate_limit_overshoot_total`` when the store finds the bucket in debt, which the REST path
+    then refuses until it is paid. A spend the store cannot take under a closed policy makes each of those
+    users' next request wait on the store (:meth:`RateLimits.check`), so the policy applies as it does there.
+
+    A view whose bucket is full again says no more than none: those are dropped as the views grow, so a
+    worker keeps only its recent senders.
+    """
+
+    SWEEP_FLOOR = 1024
+
+    def __init__(
+        self,
+        store: Store,
+        limits: RateLimits,
+        *,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        flush_interval: float = 0.05,
+    ) -> None:
+        self._store = store
+        self._limits = limits
+        self._metrics = metrics
+        self._clock = clock
+        self._flush_interval = flush_interval
+        self._views: dict[tuple[str, str], _View] = {}
+        self._unspent: set[tuple[str, str]] = set()
+        self._sweep_at = self.SWEEP_FLOOR
+        self._stopping = False
+
+    async def check(self, user_id: str, rate_class: str) -> float | None:
+        """As :meth:`RateLimits.check`, answered without a store round trip unless the store failed last."""
+        limit = self._limits.limit(rate_class)
+        if limit is None:
+            return None
+        key = (user_id, rate_class)
+        now = self._clock()
+        view = self._views.get(key)
+        if view is None:
+            if len(self._views) >= self._sweep_at:
+                self._sweep(now)
+            view = self._views[key] = _View(now)
+        elif view.unsure:
+            wait = await self._limits.check(user_id, rate_class)  # raises StoreError under a closed policy
+            view.unsure = False
+            now = self._clock()
+            if wait is not None:
+                view.full_at = max(view.full_at, now + wait + (limit.burst - 1) / limit.rate)
+                return wait
+            view.full_at = max(view.full_at, now) + 1 / limit.rate  # taken in the store already
+            return None
+        interval = 1 / limit.rate
+        full_at = max(view.full_at, now)
+        wait = full_at - now - (limit.burst - 1) * interval
+        if wait > 0:
+            self._metrics.rate_limited.labels(rate_class).inc()
+            return wait
+        view.full_at = full_at + interval
+        view.unspent += 1
+        self._unspent.add(key)
+        return None
+
+    async def flush(self) -> None:
+        """Spend in the store the tokens taken here since the last flush."""
+        if not self._unspent:
+            return
+        keys, self._unspent = list(self._unspent), set()
+        spends: list[tuple[Bucket, int]] = []
+        sent: list[tuple[tuple[str, str], BucketLimit, int]] = []
+        for key in keys:
+            view, limit = self._views.get(key), self._limits.limit(key[1])
+            if view is None or limit is None or not view.unspent:
+                continue
+            spends.append((Bucket(_key(key[1], key[0]), limit.rate, limit.burst), view.unspent))
+            sent.append((key, limit, view.unspent))
+            view.unspent = 0
+        try:
+            fulls = await self._store.spend_tokens(spends)
+        except StoreError as exc:
+            for key, _, count in sent:
+                if not self._limits.unevaluated(key[1], exc, count=count) and (view := self._views.get(key)):
+                    view.unsure = True
+            return
+        now = self._clock()
+        for (key, limit, count), full_in in zip(sent, fulls, strict=True):
+            debt = full_in - limit.burst / limit.rate  # beyond an empty bucket: tokens spent it did not have
+            if debt > 0:
+                self._metrics.rate_limit_overshoot.labels(key[1]).inc(min(count, math.ceil(debt * limit.rate)))
+            if (view := self._views.get(key)) is not None:
+                view.full_at = max(view.full_at, now + full_in)
+
+    async def flush_forever(self) -> None:
+        """:meth:`flush` every ``flush_interval`` until :meth:`stop`; flush once more after it."""
+        while not self._stopping:
+            await asyncio.sleep(self._flush_interval)
+            await self.flush()
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def _sweep(self, now: float) -> None:
+        self._views = {k: v for k, v in self._views.items() if v.full_at > now or v.unspent or v.unsure}
+        self._sweep_at = max(self.SWEEP_FLOOR, 2 * len(self._views))
 
 
 class RateLimit:

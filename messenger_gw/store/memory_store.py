@@ -77,11 +77,7 @@ class MemoryStore(Store):
 
     def _take_token(self, bucket: Bucket) -> float:
         # RedisStore's script, on this store's clock: the bucket is the time at which it is full again.
-        stored, now, interval = self._lookup(bucket.key, bytes), self._clock(), 1 / bucket.rate
-        try:
-            full_at = max(float(stored) if stored is not None else now, now)
-        except ValueError:
-            raise StoreError("ERR value is not a valid float") from None
+        full_at, now, interval = self._full_at(bucket), self._clock(), 1 / bucket.rate
         wait = full_at - now - (bucket.burst - 1) * interval
         if wait > 0:
             return max(0.001, math.ceil(round(wait * 1000, 6)) / 1000)  # whole ms, as Redis answers
@@ -89,6 +85,23 @@ class MemoryStore(Store):
         self._data[bucket.key] = repr(full_at).encode()
         self._set_ttl(bucket.key, full_at - now)
         return 0.0
+
+    async def spend_tokens(self, spends: Sequence[tuple[Bucket, int]]) -> list[float]:
+        return [self._spend_tokens(bucket, count) for bucket, count in spends]
+
+    def _spend_tokens(self, bucket: Bucket, count: int) -> float:
+        full_at, now = self._full_at(bucket), self._clock()
+        full_at += count / bucket.rate
+        self._data[bucket.key] = repr(full_at).encode()
+        self._set_ttl(bucket.key, full_at - now)
+        return math.ceil(round((full_at - now) * 1000, 6)) / 1000  # whole ms, as Redis answers
+
+    def _full_at(self, bucket: Bucket) -> float:
+        stored, now = self._lookup(bucket.key, bytes), self._clock()
+        try:
+            return max(float(stored) if stored is not None else now, now)
+        except ValueError:
+            raise StoreError("ERR value is not a valid float") from None
 
     async def ttl(self, key: str) -> float | None:
         self._check_open()

@@ -63,6 +63,21 @@ end
 return waits
 """
 
+# The same buckets, ``count`` tokens spent in each whether it had them or not. ARGV: milliseconds per
+# token and the count, for each. Answers the milliseconds until each is full again.
+_SPEND_TOKENS = """
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + now[2] / 1000
+local fulls = {}
+for i, key in ipairs(KEYS) do
+    local interval, count = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+    local full_at = math.max(tonumber(redis.call('GET', key) or now_ms), now_ms) + count * interval
+    redis.call('SET', key, string.format('%.3f', full_at), 'PX', math.ceil(full_at - now_ms))
+    fulls[i] = math.ceil(full_at - now_ms)
+end
+return fulls
+"""
+
 
 @contextlib.contextmanager
 def _translated() -> Iterator[None]:
@@ -140,6 +155,7 @@ class RedisStore(Store):
             None if isinstance(client, RedisCluster) else _DedicatedScript(client, _SET_IF_ABSENT_MANY)
         )
         self._take_tokens = None if isinstance(client, RedisCluster) else _DedicatedScript(client, _TAKE_TOKENS)
+        self._spend_tokens = None if isinstance(client, RedisCluster) else _DedicatedScript(client, _SPEND_TOKENS)
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 2.0, max_connections: int = 200) -> RedisStore:
@@ -209,6 +225,20 @@ class RedisStore(Store):
                 args = [arg for bucket in buckets for arg in _bucket_args(bucket)]
                 replies = await self._take_tokens([bucket.key for bucket in buckets], args)
         return [int(wait_ms) / 1000 for wait_ms in replies]
+
+    async def spend_tokens(self, spends: Sequence[tuple[Bucket, int]]) -> list[float]:
+        if not spends:
+            return []
+        with _translated():
+            if self._spend_tokens is None:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for bucket, count in spends:
+                        pipe.eval(_SPEND_TOKENS, 1, bucket.key, _interval_ms(bucket), count)
+                    replies = [full_ms for [full_ms] in await pipe.execute()]
+            else:
+                args = [arg for bucket, count in spends for arg in (_interval_ms(bucket), count)]
+                replies = await self._spend_tokens([bucket.key for bucket, _ in spends], args)
+        return [int(full_ms) / 1000 for full_ms in replies]
 
     async def ttl(self, key: str) -> float | None:
         with _translated():
@@ -339,7 +369,7 @@ class RedisStore(Store):
 
     async def close(self) -> None:
         with _translated():
-            for script in (self._set_if_absent_many, self._take_tokens):
+            for script in (self._set_if_absent_many, self._take_tokens, self._spend_tokens):
                 if script is not None:
                     await script.close()
             await self._client.aclose()
@@ -359,7 +389,11 @@ def _fields(mapping: Mapping[str, bytes]) -> dict[Any, Any]:
 
 
 def _bucket_args(bucket: Bucket) -> tuple[bytes, int]:
-    return repr(1000 / bucket.rate).encode(), bucket.burst
+    return _interval_ms(bucket), bucket.burst
+
+
+def _interval_ms(bucket: Bucket) -> bytes:
+    return repr(1000 / bucket.rate).encode()
 
 
 def _ms(seconds: float) -> int:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from messenger_gw.metrics import METRICS, Metrics
-from messenger_gw.moderation import RateLimits
+from messenger_gw.moderation import EagerRateLimits, RateLimits
 from messenger_gw.sandbox import FakeClock
 from messenger_gw.sdk import GatewayClient
 from messenger_gw.settings import BucketLimit, RateLimitSettings
@@ -102,6 +102,99 @@ async def test_a_store_that_cannot_answer_refuses_requests_when_failing_closed(u
         await buckets.check("alice", "send")
     assert sample(metrics, "messenger_gw_rate_limit_unevaluated_total", **{"class": "send", "policy": "closed"}) == 1
     assert await buckets.check("alice", "group_write") is None, "an off class asks no store"
+
+
+# -- the same buckets decided at once, as the WebSocket guard asks them --------------------------------
+
+
+class RecordingStore(MemoryStore):
+    """A memory store on a fake clock that keeps every round trip the buckets make."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.calls: list[tuple[str, list[Any]]] = []
+
+    async def take_tokens(self, buckets: Sequence[Bucket]) -> list[float]:
+        self.calls.append(("take", [bucket.key for bucket in buckets]))
+        return await super().take_tokens(buckets)
+
+    async def spend_tokens(self, spends: Sequence[tuple[Bucket, int]]) -> list[float]:
+        self.calls.append(("spend", [(bucket.key, count) for bucket, count in spends]))
+        return await super().spend_tokens(spends)
+
+
+def eager(store: Store, clock: FakeClock, metrics: Metrics, *, fail_open: bool = True) -> EagerRateLimits:
+    return EagerRateLimits(store, RateLimits(store, limits(fail_open=fail_open), metrics=metrics), metrics=metrics,
+                           clock=clock)  # fmt: skip
+
+
+async def test_an_eager_bucket_answers_without_a_round_trip_and_spends_once_per_user_and_flush() -> None:
+    clock = FakeClock(0)
+    store, metrics = RecordingStore(clock), Metrics()
+    buckets = eager(store, clock, metrics)
+    assert [await buckets.check("alice", "send") for _ in range(3)] == [None, None, 2.0]
+    assert await buckets.check("bob", "send") is None
+    assert store.calls == [], "nothing asked of the store yet"
+    await buckets.flush()
+    [(call, spends)] = store.calls
+    assert (call, sorted(spends)) == ("spend", [("gw:rate:send:{alice}", 2), ("gw:rate:send:{bob}", 1)])
+    await buckets.flush()
+    assert len(store.calls) == 1, "nothing new taken: nothing to spend"
+    exact = RateLimits(store, limits(), metrics=metrics)
+    assert await exact.check("alice", "send") == 2.0, "the REST path sees what the frames took"
+    clock.advance(2)
+    assert await buckets.check("alice", "send") is None
+    assert await buckets.check("alice", "send") == 2.0
+    assert sample(metrics, "messenger_gw_rate_limit_overshoot_total", **{"class": "send"}) == 0
+
+
+async def test_a_user_who_also_sent_elsewhere_is_held_to_the_stores_bucket_and_the_excess_counted() -> None:
+    clock = FakeClock(0)
+    store, metrics = MemoryStore(clock=clock), Metrics()
+    buckets = eager(store, clock, metrics)
+    elsewhere = RateLimits(store, limits(), metrics=Metrics())  # another replica's REST path
+    assert [await elsewhere.check("alice", "send") for _ in range(2)] == [None, None]
+    assert await buckets.check("alice", "send") is None, "this worker has not heard yet"
+    await buckets.flush()
+    assert sample(metrics, "messenger_gw_rate_limit_overshoot_total", **{"class": "send"}) == 1
+    wait = await buckets.check("alice", "send")
+    assert wait is not None
+    assert wait == pytest.approx(4.0), "the store's bucket, with the frame beyond it to pay for"
+    clock.advance(4)
+    assert await buckets.check("alice", "send") is None
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+async def test_a_spend_the_store_fails_makes_the_next_frame_wait_on_the_store_when_failing_closed(
+    unreachable_store: Store, fail_open: bool
+) -> None:
+    clock, metrics = FakeClock(0), Metrics()
+    buckets = eager(unreachable_store, clock, metrics, fail_open=fail_open)
+    assert await buckets.check("alice", "send") is None
+    await buckets.flush()
+    policy = "open" if fail_open else "closed"
+    assert sample(metrics, "messenger_gw_rate_limit_unevaluated_total", **{"class": "send", "policy": policy}) == 1
+    if fail_open:
+        assert await buckets.check("alice", "send") is None
+    else:
+        with pytest.raises(StoreError):
+            await buckets.check("alice", "send")
+    assert await buckets.check("bob", "send") is None, "a user whose spend did not fail is decided here"
+
+
+async def test_the_views_of_users_whose_buckets_are_full_again_are_dropped() -> None:
+    class SmallEager(EagerRateLimits):
+        SWEEP_FLOOR = 4
+
+    clock = FakeClock(0)
+    store = MemoryStore(clock=clock)
+    buckets = SmallEager(store, RateLimits(store, limits(), metrics=Metrics()), metrics=Metrics(), clock=clock)
+    for round_ in range(5):
+        for n in range(4):
+            assert await buckets.check(f"user{round_}-{n}", "send") is None
+        await buckets.flush()
+        clock.advance(2.5)  # every bucket so far is full again
+    assert len(buckets._views) <= 2 * SmallEager.SWEEP_FLOOR
 
 
 # -- /im end to end ------------------------------------------------------------------------------
