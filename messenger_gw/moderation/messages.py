@@ -56,7 +56,7 @@ class MessageRules:
         answer raises :class:`~messenger_gw.store.StoreError`: the caller's failure policy decides."""
         if sender and await self._bans.is_banned(sender):
             return "banned"
-        if self._banned_words.match(message_text(content_type, content)):
+        if self._banned_words.configured and self._banned_words.match(message_text(content_type, content)):
             return "banned_word"
         return None
 

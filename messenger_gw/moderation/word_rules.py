@@ -73,6 +73,11 @@ class WordRules:
         self._checked = float("-inf")
         self._reload()
 
+    @property
+    def configured(self) -> bool:
+        """Whether there is a word list at all: without one no text needs reading."""
+        return self._path is not None
+
     def match(self, text: str) -> bool:
         if self._path is None or not text:
             return False
