@@ -199,9 +199,15 @@ class EagerRateLimits:
         try:
             fulls = await self._store.spend_tokens(spends)
         except StoreError as exc:
+            counts: dict[str, int] = {}
             for key, _, count in sent:
-                if not self._limits.unevaluated(key[1], exc, count=count) and (view := self._views.get(key)):
-                    view.unsure = True
+                counts[key[1]] = counts.get(key[1], 0) + count
+            # One warning per class and flush, however many users: an outage must not flood the log.
+            fail_open = all([self._limits.unevaluated(rate_class, exc, count=n) for rate_class, n in counts.items()])
+            if not fail_open:
+                for key, _, _ in sent:
+                    if (view := self._views.get(key)) is not None:
+                        view.unsure = True
             return
         now = self._clock()
         for (key, limit, count), full_in in zip(sent, fulls, strict=True):
@@ -212,10 +218,13 @@ class EagerRateLimits:
                 view.full_at = max(view.full_at, now + full_in)
 
     async def flush_forever(self) -> None:
-        """:meth:`flush` every ``flush_interval`` until :meth:`stop`; flush once more after it."""
+        """:meth:`flush` every ``flush_interval`` until :meth:`stop` (the owner flushes once more after)."""
         while not self._stopping:
             await asyncio.sleep(self._flush_interval)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # a fault of its own must not stop every later spend
+                log.exception("rate limit spends not flushed")
 
     def stop(self) -> None:
         self._stopping = True

@@ -4,6 +4,7 @@ them), and /im end to end: gateways on one real redis-server over the recording 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -166,14 +167,16 @@ async def test_a_user_who_also_sent_elsewhere_is_held_to_the_stores_bucket_and_t
 
 @pytest.mark.parametrize("fail_open", [True, False])
 async def test_a_spend_the_store_fails_makes_the_next_frame_wait_on_the_store_when_failing_closed(
-    unreachable_store: Store, fail_open: bool
+    unreachable_store: Store, fail_open: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock, metrics = FakeClock(0), Metrics()
     buckets = eager(unreachable_store, clock, metrics, fail_open=fail_open)
-    assert await buckets.check("alice", "send") is None
-    await buckets.flush()
+    assert [await buckets.check(user, "send") for user in ("alice", "carol", "dave")] == [None] * 3
+    with caplog.at_level(logging.WARNING, logger="messenger_gw.moderation.rate_limit"):
+        await buckets.flush()
+    assert len(caplog.records) == 1, "one warning for the flush, not one per user"
     policy = "open" if fail_open else "closed"
-    assert sample(metrics, "messenger_gw_rate_limit_unevaluated_total", **{"class": "send", "policy": policy}) == 1
+    assert sample(metrics, "messenger_gw_rate_limit_unevaluated_total", **{"class": "send", "policy": policy}) == 3
     if fail_open:
         assert await buckets.check("alice", "send") is None
     else:
