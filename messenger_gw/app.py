@@ -84,7 +84,7 @@ from .webhooks import (
     create_webhook_app,
     replaying,
 )
-from .ws import WS_GUARD, FramePolicy, WsGuard, guarding, upstream_session
+from .ws import WS_GUARD, FramePolicy, WsGuard, guarding
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -258,7 +258,7 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _ws_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The WebSocket guard: its session to OpenIM's msg-gateway, and the tasks that end sockets (bans, idle)."""
+    """The WebSocket guard, the tasks that end sockets (bans, idle) and the send buckets' spends."""
     settings = app[SETTINGS]
     policy = FramePolicy(
         app[CONVERSATION_ACCESS],
@@ -267,23 +267,21 @@ async def _ws_ctx(app: web.Application) -> AsyncIterator[None]:
         block_errcode=settings.webhooks.block_errcode,
         fail_open=settings.webhooks.fail_open,
     )
-    async with upstream_session() as session:
-        app[WS_GUARD] = guard = WsGuard(
-            settings.ws_guard,
-            app[IM_TOKEN_VERIFIER],
-            policy,
-            session,
-            metrics=app[METRICS],
-            origin_allowed=app[CORS].allows if settings.cors.enabled else None,
-        )
-        async with (
-            guarding(guard, app[INVALIDATION]),
-            running(send_rate.flush_forever(), name="ws-rate-flush", stop=send_rate.stop),
-        ):
-            yield
-        with contextlib.suppress(StoreError, TimeoutError):  # what the last frames took, spent before the store closes
-            async with asyncio.timeout(1):
-                await send_rate.flush()
+    app[WS_GUARD] = guard = WsGuard(
+        settings.ws_guard,
+        app[IM_TOKEN_VERIFIER],
+        policy,
+        metrics=app[METRICS],
+        origin_allowed=app[CORS].allows if settings.cors.enabled else None,
+    )
+    async with (
+        guarding(guard, app[INVALIDATION]),
+        running(send_rate.flush_forever(), name="ws-rate-flush", stop=send_rate.stop),
+    ):
+        yield
+    with contextlib.suppress(StoreError, TimeoutError):  # what the last frames took, spent before the store closes
+        async with asyncio.timeout(1):
+            await send_rate.flush()
 
 
 def _identity_verifier(settings: Settings, session: aiohttp.ClientSession) -> IdentityVerifier:

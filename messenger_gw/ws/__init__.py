@@ -4,7 +4,7 @@ before OpenIM sees it, and the sockets ended by the gateway on a ban, a logout o
 
 from aiohttp import web
 
-from .guard import WS_GUARD, WsGuard, guarding, upstream_session
+from .guard import WS_GUARD, WsGuard, guarding
 from .policy import CLIENT_CONTENT_TYPES, REASONS, FramePolicy, SendRate
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "WsGuard",
     "add_routes",
     "guarding",
-    "upstream_session",
 ]
 
 

@@ -14,7 +14,8 @@ answers as OpenIM does, so the SDK raises the events it raises against OpenIM:
 Every other refusal is plain HTTP 200 with OpenIM's envelope and no upgrade. Only then is
 OpenIM's msg-gateway (``OPENIM_WS_URL_INTERNAL``) dialled, with the same query; its own refusal
 reaches the client as OpenIM sent it, and after the upgrade every frame it sends (its handshake
-answer, the answers, the pushes, its pongs and its kick) is relayed unchanged.
+answer, the answers, the pushes, its pongs and its kick) is forwarded unchanged, unread
+(:mod:`._openim_socket`).
 
 **Client frames**: text frames (the SDK's ``{"type":"ping"}``) are relayed; each binary frame is
 a request, decoded and checked (:mod:`.policy`) before it is relayed. A refused request is
@@ -32,13 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Any
 
-import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from messenger_gw import errors
@@ -51,6 +49,7 @@ from messenger_gw.settings import WsGuardSettings
 from messenger_gw.store import Invalidation, StoreError
 
 from . import frames
+from ._openim_socket import OpenIMSocket, Refused, UpgradeFailed, connect, sendable_close_code
 from .policy import DENIED, FramePolicy, Refusal
 
 log = logging.getLogger(__name__)
@@ -62,13 +61,7 @@ CLOSE_TIMEOUT = 2.0  # for the other side's close frame, either way
 RECHECK_CONCURRENCY = 50
 UPGRADE_CONCURRENCY = 64  # upgrades verifying their token or dialling OpenIM at once, per worker
 MAX_UPSTREAM_FRAME = 64 * 1024 * 1024  # OpenIM's answers to pulls carry many messages
-MAX_REFUSAL_BODY = 64 * 1024
 _REQ_LABELS = {ident: str(ident) for ident in frames.KNOWN_REQUESTS}
-
-# OpenIM's plain-HTTP refusal of the upgrade, kept by the trace hook below for the request it refused.
-_UPSTREAM_REFUSAL: contextvars.ContextVar[list[tuple[int, str, bytes]] | None] = contextvars.ContextVar(
-    "ws_upstream_refusal", default=None
-)
 
 
 class _Connection:
@@ -83,7 +76,7 @@ class _Connection:
         platform_id: int,
         token: str,
         client: web.WebSocketResponse,
-        upstream: aiohttp.ClientWebSocketResponse,
+        upstream: OpenIMSocket,
         transport: asyncio.BaseTransport,
         *,
         gzip: bool,
@@ -101,6 +94,11 @@ class _Connection:
         self.refusals_since = now
         self.ended = False  # the guard has ended it: nothing more is relayed
 
+    def end(self) -> None:
+        """Nothing more relayed either way (OpenIM's frames included)."""
+        self.ended = True
+        self.upstream.stop_forwarding()
+
 
 class WsGuard:
     def __init__(
@@ -108,7 +106,6 @@ class WsGuard:
         settings: WsGuardSettings,
         verifier: ImTokenVerifier,
         policy: FramePolicy,
-        session: aiohttp.ClientSession,
         *,
         metrics: Metrics,
         origin_allowed: Callable[[str], bool] | None = None,
@@ -119,7 +116,6 @@ class WsGuard:
         self._upstream_url = settings.upstream_url
         self._verifier = verifier
         self._policy = policy
-        self._session = session
         self._metrics = metrics
         self._origin_allowed = origin_allowed  # CORS_ALLOWED_ORIGINS, when set: browsers send Origin
         self._clock = clock or asyncio.get_running_loop().time
@@ -187,42 +183,37 @@ class WsGuard:
         try:
             await client.prepare(request)
         except BaseException:
-            await upstream.close()
+            upstream.close(WSCloseCode.GOING_AWAY)
             raise
         assert request.transport is not None
+        upstream.attach(request.transport)  # what OpenIM sent meanwhile (its handshake answer) first
         self._metrics.ws_upgrades.labels("accepted").inc()
         return _Connection(user_id, platform_id, token, client, upstream, request.transport, gzip=gzipped,
                            now=self._clock())  # fmt: skip
 
-    async def _dial(self, request: web.Request) -> aiohttp.ClientWebSocketResponse | web.Response:
+    async def _dial(self, request: web.Request) -> OpenIMSocket | web.Response:
         """OpenIM's msg-gateway with the client's query; OpenIM's own refusal as an answer to pass on."""
-        kept: list[tuple[int, str, bytes]] = []
-        context = _UPSTREAM_REFUSAL.set(kept)
+        gzip = request.headers.get("compression") == "gzip"
         try:
             async with asyncio.timeout(self._settings.handshake_timeout):
-                return await self._session.ws_connect(
+                return await connect(
                     self._upstream_url,
-                    params=request.query,
-                    headers={"compression": "gzip"} if request.headers.get("compression") == "gzip" else None,
-                    autoping=True,  # OpenIM's control pings (platform 5) are answered here: the client is watched here
-                    max_msg_size=MAX_UPSTREAM_FRAME,
-                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+                    request.query.items(),
+                    headers=[("compression", "gzip")] if gzip else (),
+                    max_frame=MAX_UPSTREAM_FRAME,
                 )
-        except aiohttp.WSServerHandshakeError as exc:
-            if kept:
-                status, content_type, body = kept[0]
-                self._metrics.ws_upgrades.labels("refused_by_openim").inc()
-                log.info("OpenIM's msg-gateway refused an upgrade with HTTP %d", status)
-                return web.Response(status=status, body=body, headers={"Content-Type": content_type})
-            raise errors.BadUpstream("OpenIM's msg-gateway refused the upgrade", detail=exc.message) from None
+        except Refused as exc:
+            self._metrics.ws_upgrades.labels("refused_by_openim").inc()
+            log.info("OpenIM's msg-gateway refused an upgrade with HTTP %d", exc.status)
+            return web.Response(status=exc.status, body=exc.body, headers={"Content-Type": exc.content_type})
+        except UpgradeFailed as exc:
+            raise errors.BadUpstream("OpenIM's msg-gateway refused the upgrade", detail=str(exc)) from None
         except TimeoutError:
             self._metrics.ws_upgrades.labels("openim_timeout").inc()
             raise errors.UpstreamTimeout("OpenIM's msg-gateway did not answer in time") from None
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:
             self._metrics.ws_upgrades.labels("openim_unreachable").inc()
             raise errors.BadUpstream("OpenIM's msg-gateway is unreachable", detail=type(exc).__name__) from None
-        finally:
-            _UPSTREAM_REFUSAL.reset(context)
 
     def _refused(self, reason: str, err_code: int) -> web.Response:
         """``apiresp.HttpError``: HTTP 200 with OpenIM's envelope and no upgrade."""
@@ -260,8 +251,7 @@ class WsGuard:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            with contextlib.suppress(Exception):
-                await conn.upstream.close(code=conn.client.close_code or WSCloseCode.OK)
+            conn.upstream.close(sendable_close_code(conn.client.close_code or WSCloseCode.OK))
 
     async def _relay_up(self, conn: _Connection) -> None:
         """Each client frame, checked: a request relayed or answered as refused; pings and pongs relayed."""
@@ -292,7 +282,7 @@ class WsGuard:
                         return  # type: ignore[unreachable]
                     if refusal is None:
                         relayed = payload if request.canonical else self._encoded(conn, frames.encode_request(request))
-                        await upstream.send_bytes(relayed)
+                        await upstream.send(relayed)
                         metrics.ws_frame(_REQ_LABELS.get(request.req_identifier, "other"), "relayed")
                     elif not await self._refuse(conn, request, refusal):
                         return
@@ -300,7 +290,7 @@ class WsGuard:
                     if len(message.data) > frames.READ_LIMIT:  # OpenIM would drop the connection for it
                         await client.close(code=WSCloseCode.MESSAGE_TOO_BIG)
                         return
-                    await upstream.send_str(message.data)  # pings and pongs: OpenIM answers them
+                    await upstream.send(message.data)  # pings and pongs: OpenIM answers them
                 else:  # a close, an error (a frame beyond HARD_LIMIT: aiohttp closed with 1009), or closed
                     return
             except (ConnectionError, RuntimeError):  # OpenIM's side is gone: relay_down ends the client's
@@ -313,7 +303,7 @@ class WsGuard:
         answer = frames.answer(
             request.req_identifier, request.msg_incr, request.operation_id, refusal.err_code, refusal.err_msg
         )
-        await conn.client.send_bytes(self._encoded(conn, answer))
+        conn.upstream.send_to_client(self._encoded(conn, answer))
         now = self._clock()
         if now - conn.refusals_since > REFUSAL_WINDOW:
             conn.refusals, conn.refusals_since = 0, now
@@ -321,7 +311,7 @@ class WsGuard:
         if conn.refusals > self._settings.max_refusals:
             log.info("WebSocket closed after %d refused frames within a minute", conn.refusals)
             self._metrics.ws_disconnects.labels("refusals").inc()
-            conn.ended = True
+            conn.end()
             await conn.client.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many refused requests")
             return False
         return True
@@ -331,28 +321,18 @@ class WsGuard:
         return frames.gzip(frame) if conn.gzip else frame
 
     async def _relay_down(self, conn: _Connection) -> None:
-        """Everything OpenIM sends, to the client as it came; OpenIM's close, the client's."""
-        client, upstream = conn.client, conn.upstream
-        try:
-            while True:
-                message = await upstream.receive()
-                if conn.ended:
-                    return
-                kind = message.type
-                if kind is WSMsgType.BINARY:
-                    await client.send_bytes(message.data)
-                elif kind is WSMsgType.TEXT:
-                    await client.send_str(message.data)
-                elif kind is WSMsgType.CLOSE:
-                    self._metrics.ws_disconnects.labels("openim").inc()
-                    await client.close(code=message.data, message=(message.extra or "").encode())
-                    return
-                else:  # OpenIM dropped the TCP connection (gorilla's Close(): no close frame): so does the client's
-                    self._metrics.ws_disconnects.labels("openim").inc()
-                    conn.transport.close()
-                    return
-        except (ConnectionError, RuntimeError):
+        """OpenIM's frames reach the client as they come (:mod:`._openim_socket`); here, OpenIM's end: its close,
+        the client's; its dropped connection, the client's dropped."""
+        ended = await conn.upstream.ended
+        if conn.ended:
+            return
+        self._metrics.ws_disconnects.labels("openim").inc()
+        if ended is None:  # gorilla's Close() sends no close frame; or a frame that broke the protocol
             conn.transport.close()
+            return
+        code, reason = ended
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await conn.client.close(code=sendable_close_code(code), message=reason.encode())
 
     # -- who is connected, and ending their sockets ---------------------------------------------------
 
@@ -381,7 +361,7 @@ class WsGuard:
         """Drop the connection as OpenIM does (no close frame), once what is queued is written."""
         if conn.ended:
             return
-        conn.ended = True
+        conn.end()
         self._metrics.ws_disconnects.labels(reason).inc()
         conn.transport.close()
 
@@ -389,12 +369,10 @@ class WsGuard:
         """OpenIM's kick (2002), then the connection dropped: the SDK's OnKickedOffline, and no reconnect."""
         if conn.ended:
             return
-        conn.ended = True  # from here nothing of OpenIM's reaches the client
+        conn.ended = True  # from here nothing of the client's reaches OpenIM, and no new message of OpenIM's the client
         log.info("WebSocket of a user kicked: %s", reason)
         self._metrics.ws_disconnects.labels(reason).inc()
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await conn.client.send_bytes(self._encoded(conn, frames.KICK))
-        conn.transport.close()  # what is written leaves first
+        conn.upstream.last_to_client(self._encoded(conn, frames.KICK))  # then the connection dropped
 
     # Invalidation's cache protocol: a ban or an imToken change of a user, or everything (a lost subscription).
     def drop(self, user_id: str) -> None:
@@ -444,7 +422,7 @@ class WsGuard:
         self._draining = True
         conns = list(self.connections())
         for conn in conns:
-            conn.ended = True
+            conn.end()
         if conns:
             log.info("closing %d WebSockets: going away", len(conns))
             self._metrics.ws_disconnects.labels("drain").inc(len(conns))
@@ -471,29 +449,6 @@ def _essential_args_problem(query: Mapping[str, str]) -> str | None:
     if sdk_type != "js":
         return "not_json"  # the default is gob, which the guard cannot read
     return None
-
-
-async def _keep_refusal(session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestEndParams) -> None:
-    """Keep the body of a plain-HTTP answer to the upgrade (OpenIM's refusal), which ws_connect drops."""
-    kept = _UPSTREAM_REFUSAL.get()
-    response = params.response
-    if kept is None or response.status == 101:
-        return
-    body = b""
-    while len(body) < MAX_REFUSAL_BODY and (part := await response.content.read(MAX_REFUSAL_BODY - len(body))):
-        body += part
-    kept.append((response.status, response.headers.get("Content-Type", "application/json"), body))
-
-
-def upstream_session() -> aiohttp.ClientSession:
-    """The client side of the relay: no connection limit (each socket holds its connection), no pooling."""
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(_keep_refusal)
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, force_close=True),
-        trace_configs=[trace],
-        auto_decompress=False,
-    )
 
 
 WS_GUARD: web.AppKey[WsGuard] = web.AppKey("ws_guard", WsGuard)
