@@ -1,8 +1,8 @@
 """The WebSocket benchmark's baseline (f): a bare aiohttp WebSocket relay, no authentication, no checks.
 
-Each client socket gets one to the upstream with the same query; every frame is relayed unchanged both ways, as the
-guard relays (the same aiohttp settings: no permessage-deflate, pings answered on each side, one task per
-direction, a connector without a limit). The least any aiohttp WebSocket relay does.
+Each client socket gets one to the upstream with the same query, through aiohttp's client; every frame is relayed
+unchanged both ways (the client side as the guard's: aiohttp's server, no permessage-deflate, pings answered on
+each side, one task per direction; a connector without a limit). The least any aiohttp WebSocket relay does.
 Usage: python ws_relay.py HOST PORT UPSTREAM_WS_URL
 """
 
