@@ -107,6 +107,7 @@ class RateLimits:
 class _View:
     full_at: float  # this worker's clock: when the bucket is full again, as far as this worker knows
     unspent: int = 0  # tokens taken here and not yet spent in the store
+    first_unspent_at: float = 0.0  # when the first of them was taken
     unsure: bool = False  # the store failed under a closed policy: ask it before the next request
 
 
@@ -178,6 +179,8 @@ class EagerRateLimits:
             self._metrics.rate_limited.labels(rate_class).inc()
             return wait
         view.full_at = full_at + interval
+        if not view.unspent:
+            view.first_unspent_at = now
         view.unspent += 1
         self._unspent.add(key)
         return None
@@ -187,13 +190,15 @@ class EagerRateLimits:
         if not self._unspent:
             return
         keys, self._unspent = list(self._unspent), set()
-        spends: list[tuple[Bucket, int]] = []
+        now = self._clock()
+        spends: list[tuple[Bucket, int, float]] = []
         sent: list[tuple[tuple[str, str], BucketLimit, int]] = []
         for key in keys:
             view, limit = self._views.get(key), self._limits.limit(key[1])
             if view is None or limit is None or not view.unspent:
                 continue
-            spends.append((Bucket(_key(key[1], key[0]), limit.rate, limit.burst), view.unspent))
+            age = now - view.first_unspent_at  # so the store's bucket refills from when they were taken
+            spends.append((Bucket(_key(key[1], key[0]), limit.rate, limit.burst), view.unspent, age))
             sent.append((key, limit, view.unspent))
             view.unspent = 0
         try:
@@ -211,11 +216,12 @@ class EagerRateLimits:
             return
         now = self._clock()
         for (key, limit, count), full_in in zip(sent, fulls, strict=True):
-            debt = full_in - limit.burst / limit.rate  # beyond an empty bucket: tokens spent it did not have
+            # Beyond an empty bucket: tokens spent that it did not have (with the store's rounding up to whole ms).
+            debt = full_in - limit.burst / limit.rate - 0.001
             if debt > 0:
                 self._metrics.rate_limit_overshoot.labels(key[1]).inc(min(count, math.ceil(debt * limit.rate)))
-            if (view := self._views.get(key)) is not None:
-                view.full_at = max(view.full_at, now + full_in)
+            if (view := self._views.get(key)) is not None:  # less the ms the store rounds up
+                view.full_at = max(view.full_at, now + full_in - 0.001)
 
     async def flush_forever(self) -> None:
         """:meth:`flush` every ``flush_interval`` until :meth:`stop` (the owner flushes once more after)."""

@@ -110,10 +110,11 @@ class Store(abc.ABC):
         taken, else the seconds until one will be there (nothing taken). A bucket is full when new."""
 
     @abc.abstractmethod
-    async def spend_tokens(self, spends: Sequence[tuple[Bucket, int]]) -> list[float]:
-        """Take ``count`` tokens from each bucket whether it has them or not (tokens already spent, told
-        after), in one round trip: per bucket, in order, the seconds until it is full again. More than
-        ``burst`` intervals is a bucket in debt: refused by :meth:`take_tokens` until it has paid."""
+    async def spend_tokens(self, spends: Sequence[tuple[Bucket, int, float]]) -> list[float]:
+        """Take ``count`` tokens from each bucket whether it has them or not (tokens already spent, told after, the
+        first of them ``age`` seconds ago: a bucket full then refills from then on), in one round trip: per bucket,
+        in order, the seconds until it is full again. More than ``burst`` intervals is a bucket in debt, refused by
+        :meth:`take_tokens` until it has paid."""
 
     @abc.abstractmethod
     async def ttl(self, key: str) -> float | None:

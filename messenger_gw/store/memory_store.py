@@ -86,18 +86,18 @@ class MemoryStore(Store):
         self._set_ttl(bucket.key, full_at - now)
         return 0.0
 
-    async def spend_tokens(self, spends: Sequence[tuple[Bucket, int]]) -> list[float]:
-        return [self._spend_tokens(bucket, count) for bucket, count in spends]
+    async def spend_tokens(self, spends: Sequence[tuple[Bucket, int, float]]) -> list[float]:
+        return [self._spend_tokens(bucket, count, age) for bucket, count, age in spends]
 
-    def _spend_tokens(self, bucket: Bucket, count: int) -> float:
-        full_at, now = self._full_at(bucket), self._clock()
-        full_at += count / bucket.rate
+    def _spend_tokens(self, bucket: Bucket, count: int, age: float) -> float:
+        now = self._clock()
+        full_at = self._full_at(bucket, since=now - age) + count / bucket.rate
         self._data[bucket.key] = repr(full_at).encode()
-        self._set_ttl(bucket.key, full_at - now)
-        return math.ceil(round((full_at - now) * 1000, 6)) / 1000  # whole ms, as Redis answers
+        self._set_ttl(bucket.key, max(0.001, full_at - now))
+        return max(0.0, math.ceil(round((full_at - now) * 1000, 6)) / 1000)  # whole ms, as Redis answers
 
-    def _full_at(self, bucket: Bucket) -> float:
-        stored, now = self._lookup(bucket.key, bytes), self._clock()
+    def _full_at(self, bucket: Bucket, *, since: float | None = None) -> float:
+        stored, now = self._lookup(bucket.key, bytes), self._clock() if since is None else since
         try:
             return max(float(stored) if stored is not None else now, now)
         except ValueError:

@@ -63,17 +63,20 @@ end
 return waits
 """
 
-# The same buckets, ``count`` tokens spent in each whether it had them or not. ARGV: milliseconds per
-# token and the count, for each. Answers the milliseconds until each is full again.
+# The same buckets, ``count`` tokens spent in each whether it had them or not, the first of them
+# ``age`` ms ago (a bucket full then refills from then). ARGV: milliseconds per token, the count and
+# the age, for each. Answers the milliseconds until each is full again.
 _SPEND_TOKENS = """
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + now[2] / 1000
 local fulls = {}
 for i, key in ipairs(KEYS) do
-    local interval, count = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-    local full_at = math.max(tonumber(redis.call('GET', key) or now_ms), now_ms) + count * interval
-    redis.call('SET', key, string.format('%.3f', full_at), 'PX', math.ceil(full_at - now_ms))
-    fulls[i] = math.ceil(full_at - now_ms)
+    local interval, count, age = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+    local since = now_ms - age
+    local full_at = math.max(tonumber(redis.call('GET', key) or since), since) + count * interval
+    local full_in = math.ceil(full_at - now_ms)
+    redis.call('SET', key, string.format('%.3f', full_at), 'PX', math.max(1, full_in))
+    fulls[i] = math.max(0, full_in)
 end
 return fulls
 """
@@ -226,18 +229,18 @@ class RedisStore(Store):
                 replies = await self._take_tokens([bucket.key for bucket in buckets], args)
         return [int(wait_ms) / 1000 for wait_ms in replies]
 
-    async def spend_tokens(self, spends: Sequence[tuple[Bucket, int]]) -> list[float]:
+    async def spend_tokens(self, spends: Sequence[tuple[Bucket, int, float]]) -> list[float]:
         if not spends:
             return []
         with _translated():
             if self._spend_tokens is None:
                 async with self._client.pipeline(transaction=False) as pipe:
-                    for bucket, count in spends:
-                        pipe.eval(_SPEND_TOKENS, 1, bucket.key, _interval_ms(bucket), count)
+                    for bucket, count, age in spends:
+                        pipe.eval(_SPEND_TOKENS, 1, bucket.key, _interval_ms(bucket), count, _age_ms(age))
                     replies = [full_ms for [full_ms] in await pipe.execute()]
             else:
-                args = [arg for bucket, count in spends for arg in (_interval_ms(bucket), count)]
-                replies = await self._spend_tokens([bucket.key for bucket, _ in spends], args)
+                args = [arg for bucket, count, age in spends for arg in (_interval_ms(bucket), count, _age_ms(age))]
+                replies = await self._spend_tokens([bucket.key for bucket, _, _ in spends], args)
         return [int(full_ms) / 1000 for full_ms in replies]
 
     async def ttl(self, key: str) -> float | None:
@@ -394,6 +397,10 @@ def _bucket_args(bucket: Bucket) -> tuple[bytes, int]:
 
 def _interval_ms(bucket: Bucket) -> bytes:
     return repr(1000 / bucket.rate).encode()
+
+
+def _age_ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
 
 
 def _ms(seconds: float) -> int:

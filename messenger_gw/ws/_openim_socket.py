@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import os
 import socket
@@ -38,6 +39,9 @@ MAX_EARLY_BYTES = 1024 * 1024
 HIGH_WATER = 64 * 1024  # asyncio's own default for a transport's write buffer
 LOW_WATER = 16 * 1024
 DRAIN_POLL = 0.005
+MAX_DRAIN_POLL = 0.2
+STALL_LIMIT = 60.0  # a client that takes nothing OpenIM sent it for this long is dropped
+LAST_FRAME_WAIT = 2.0  # how long a kick waits for the end of a message OpenIM split
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
 _CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0, 1, 2, 8, 9, 10
@@ -105,7 +109,8 @@ class OpenIMSocket(asyncio.Protocol):
         self._headers: dict[bytes, bytes] = {}
         self._status = 0
         self._body = bytearray()
-        self._buffer = b""  # an incomplete frame; before attach, everything
+        self._buffer = bytearray()  # an incomplete frame; before attach, everything
+        self._needed = 0  # the length of that frame, when its header is in: no parsing before it is whole
         self._sink: asyncio.Transport | None = None
         self._forwarding = True
         self._fragmented = False  # inside a message OpenIM split into frames
@@ -186,7 +191,8 @@ class OpenIMSocket(asyncio.Protocol):
             self._fail_handshake(UpgradeFailed("an extension nothing asked for"))
         else:
             self._parser = None
-            self._handshake.set_result(None)
+            if not self._handshake.done():
+                self._handshake.set_result(None)
             if tail:
                 self._frames(tail)
 
@@ -203,8 +209,9 @@ class OpenIMSocket(asyncio.Protocol):
                 self._refused()  # a refusal whose body ended with the connection
             else:
                 self._handshake.set_exception(ConnectionResetError("OpenIM closed the connection during the upgrade"))
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_exception(ConnectionResetError("OpenIM's connection is gone"))
+        self._wake_sender()
+        if self._close_after_held and self._fragmented:
+            self._give_up_last()  # the message a kick waited for will not end now
         self._end(None)
 
     # -- OpenIM's frames, to the client -----------------------------------------------------------
@@ -212,27 +219,27 @@ class OpenIMSocket(asyncio.Protocol):
     def attach(self, sink: asyncio.Transport) -> None:
         """Forward to ``sink`` (the client's transport, its upgrade written) what came and what comes."""
         self._sink = sink
-        early, self._buffer = self._buffer, b""
+        early, self._buffer = bytes(self._buffer), bytearray()
         if early:
             self._frames(early)
 
     def _frames(self, data: bytes) -> None:
-        buf = self._buffer + data if self._buffer else data
-        sink = self._sink
-        if sink is None:
-            if self.ended.done():
-                return
-            if len(buf) > MAX_EARLY_BYTES:
-                self._protocol_error()
-                return
-            self._buffer = buf
+        if self._sink is None:  # the client's upgrade is not written yet: kept, within a bound
+            if not self.ended.done():
+                self._buffer += data
+                if len(self._buffer) > MAX_EARLY_BYTES:
+                    self._protocol_error()
             return
+        if self._buffer:
+            self._buffer += data
+            if len(self._buffer) < self._needed:  # a long frame still arriving: appended, not parsed again
+                return
+            buf, self._buffer = bytes(self._buffer), bytearray()
+        else:
+            buf = data
         size, pos, start = len(buf), 0, 0
         while size - pos >= 2:
             first, second = buf[pos], buf[pos + 1]
-            if second & 0x80 or first & 0x70:  # masked, or RSV bits no extension was agreed for
-                self._protocol_error()
-                return
             length, head = second & 0x7F, 2
             if length == 126:
                 if size - pos < 4:
@@ -242,13 +249,23 @@ class OpenIMSocket(asyncio.Protocol):
                 if size - pos < 10:
                     break
                 length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
-            if length > self._max_frame:
+            opcode = first & 0x0F
+            # Masked, RSV bits no extension was agreed for, too long, or a control frame that is long,
+            # fragmented or unknown: a protocol error, after the whole frames before it.
+            if (
+                second & 0x80
+                or first & 0x70
+                or length > self._max_frame
+                or (opcode > _BINARY and (length > 125 or not first & 0x80 or opcode not in (_CLOSE, _PING, _PONG)))
+                or _BINARY < opcode < _CLOSE
+            ):
+                self._forward(buf[start:pos])
                 self._protocol_error()
                 return
             end = pos + head + length
             if end > size:
+                self._needed = end - pos
                 break
-            opcode = first & 0x0F
             if opcode <= _BINARY:  # continuation, text, binary: the client's, as they came
                 if opcode != _CONTINUATION or first & 0x80:
                     self._fragmented = not first & 0x80
@@ -258,11 +275,7 @@ class OpenIMSocket(asyncio.Protocol):
                     self._release_held()
                     return
                 continue
-            if start < pos:
-                self._forward(buf[start:pos])
-            if length > 125 or not first & 0x80 or opcode not in (_CLOSE, _PING, _PONG):
-                self._protocol_error()
-                return
+            self._forward(buf[start:pos])
             payload = buf[pos + head : end]
             if opcode == _PING:  # OpenIM's heartbeat for web clients: answered here, as aiohttp's autoping did
                 self._write(_client_frame(_PONG, payload))
@@ -275,13 +288,16 @@ class OpenIMSocket(asyncio.Protocol):
             pos = start = end
         if start < pos:
             self._forward(buf if start == 0 and pos == size else buf[start:pos])
-        self._buffer = buf[pos:] if pos < size else b""
+        if pos < size:
+            self._buffer = bytearray(buf[pos:])
+            if size - pos < 10:
+                self._needed = 0  # the header itself is incomplete: parse with the next bytes
         if self._held and not self._fragmented:
             self._release_held()
 
     def _forward(self, frames: bytes) -> None:
         sink = self._sink
-        if not self._forwarding or sink is None or sink.is_closing():
+        if not frames or not self._forwarding or sink is None or sink.is_closing():
             return
         sink.write(frames)
         if not self._reading_paused and sink.get_write_buffer_size() > HIGH_WATER and self._transport is not None:
@@ -290,45 +306,61 @@ class OpenIMSocket(asyncio.Protocol):
             self._resuming = self._loop.create_task(self._resume_when_drained(sink))
 
     async def _resume_when_drained(self, sink: asyncio.Transport) -> None:
-        """The client is slow: read OpenIM again once what it has not taken yet is down to ``LOW_WATER``."""
-        # Polled: the transport is aiohttp's, and its protocol tells nobody when it drains.
-        while not sink.is_closing() and sink.get_write_buffer_size() > LOW_WATER:  # noqa: ASYNC110
-            await asyncio.sleep(DRAIN_POLL)
+        """The client is slow: read OpenIM again once what it has not taken is down to ``LOW_WATER``; drop a client
+        that takes nothing for ``STALL_LIMIT`` seconds."""
+        # Polled, less often the longer it lasts: the transport is aiohttp's, whose protocol tells nobody when it
+        # drains.
+        delay, stalled_since = DRAIN_POLL, self._loop.time()
+        while not sink.is_closing() and sink.get_write_buffer_size() > LOW_WATER:
+            if self._loop.time() - stalled_since > STALL_LIMIT:
+                sink.abort()
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_DRAIN_POLL)
         self._reading_paused = False
         if self._transport is not None and not sink.is_closing():
             self._transport.resume_reading()
 
     def send_to_client(self, payload: bytes) -> None:
         """The guard's own binary frame to the client (an answer), never inside a message OpenIM split."""
-        frame = server_frame(_BINARY, payload)
-        if self._fragmented:
-            self._held.append(frame)
-        elif self._sink is not None and not self._sink.is_closing():
-            self._sink.write(frame)
+        self._held.append(server_frame(_BINARY, payload))
+        if not self._fragmented:
+            self._release_held()
 
     def last_to_client(self, payload: bytes) -> None:
-        """Stop forwarding; ``payload`` (a kick) the last frame the client gets, once any message OpenIM was
-        writing has ended; then the client's connection is dropped."""
+        """``payload`` (a kick) the last frame the client gets, once any message OpenIM was writing has ended
+        (else, after ``LAST_FRAME_WAIT``, none); then the client's connection is dropped."""
         self._close_after_held = True
-        self.send_to_client(payload)
+        self._held.append(server_frame(_BINARY, payload))
         if not self._fragmented:
-            self._forwarding = False
             self._release_held()
-        else:  # the rest of that message first, for a while at most
-            self._loop.call_later(2.0, self._release_held)
+        else:
+            self._loop.call_later(LAST_FRAME_WAIT, self._give_up_last)
 
     def stop_forwarding(self) -> None:
+        """Nothing more to the client, OpenIM's or the guard's held frames; a send waiting on OpenIM gives up."""
         self._forwarding = False
+        self._held = []
+        self._wake_sender()
 
     def _release_held(self) -> None:
         held, self._held = self._held, []
         sink = self._sink
-        if sink is not None and not sink.is_closing():
-            if held:
-                sink.write(b"".join(held))
-            if self._close_after_held:
-                self._forwarding = False
-                sink.close()  # what is written leaves first
+        if sink is None or sink.is_closing():
+            return
+        if held and self._forwarding:
+            sink.write(b"".join(held))
+        if self._close_after_held:
+            self._forwarding = False
+            sink.close()  # what is written leaves first
+
+    def _give_up_last(self) -> None:
+        """The message a kick waited for did not end: the client's connection dropped without it (a frame
+        inside that message would break the client's protocol)."""
+        if self._close_after_held and self._fragmented and self._sink is not None:
+            self._held = []
+            self._forwarding = False
+            self._sink.close()
 
     # -- the client's frames, to OpenIM ------------------------------------------------------------
 
@@ -352,17 +384,31 @@ class OpenIMSocket(asyncio.Protocol):
                 self._drained = self._loop.create_future()
             await self._drained
 
+    def _wake_sender(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_exception(ConnectionResetError("OpenIM's connection is gone"))
+        self._drained = None
+
     def _write(self, frame: bytes) -> None:
         if self._transport is None or self._transport.is_closing():
             raise ConnectionResetError("OpenIM's connection is gone")
         self._transport.write(frame)
 
     def close(self, code: int) -> None:
-        """End the socket to OpenIM with a close frame (OpenIM ends its side when it reads it)."""
+        """End the socket to OpenIM with a close frame (OpenIM ends its side when it reads it); dropped at once
+        when OpenIM is not reading, since nothing more would reach it."""
         self._forwarding = False
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(_client_frame(_CLOSE, code.to_bytes(2, "big")))
-            self.close_transport()
+        self._wake_sender()
+        if self._close_after_held and self._fragmented:
+            self._give_up_last()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._paused_writing:
+            transport.abort()
+            return
+        transport.write(_client_frame(_CLOSE, code.to_bytes(2, "big")))
+        transport.close()
 
     def close_transport(self) -> None:
         if self._transport is not None:
@@ -375,9 +421,16 @@ class OpenIMSocket(asyncio.Protocol):
         self._end(None)
 
     def _end(self, result: tuple[int, str] | None) -> None:
-        self._buffer = b""
+        if self._sink is not None:
+            self._buffer = bytearray()  # before attach it holds whole frames the client is still to get
         if not self.ended.done():
             self.ended.set_result(result)
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One context for every ``wss://`` dial: making one reads the CA bundle (tens of ms of CPU)."""
+    return ssl.create_default_context()
 
 
 async def connect(
@@ -397,7 +450,7 @@ async def connect(
         lambda: OpenIMSocket(loop, key, max_frame),
         parts.hostname,
         port,
-        ssl=ssl.create_default_context() if tls else None,
+        ssl=_tls_context() if tls else None,
     )
     host = parts.netloc.rpartition("@")[2]
     lines = [f"GET {target} HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",

@@ -238,6 +238,11 @@ class WsGuard:
     # -- the relay ------------------------------------------------------------------------------------
 
     async def _serve(self, conn: _Connection) -> None:
+        if self._draining:  # upgraded while the drain closed the others: closed the same way
+            conn.end()
+            await _going_away(conn)
+            conn.upstream.close(WSCloseCode.GOING_AWAY)
+            return
         self._register(conn)
         # Each direction in a task of its own: a task resumes through every frame of its await chain, and the
         # handler's runs through aiohttp and the edge middleware, so relaying in it would pay them per frame.
@@ -249,8 +254,10 @@ class WsGuard:
             self._unregister(conn)
             for task in (up, down):
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Both ended before OpenIM's socket is closed, whatever either raised (up's is raised above).
+            _, ended = await asyncio.gather(up, down, return_exceptions=True)
+            if isinstance(ended, Exception):
+                log.error("WebSocket relay from OpenIM failed", exc_info=ended)
             conn.upstream.close(sendable_close_code(conn.client.close_code or WSCloseCode.OK))
 
     async def _relay_up(self, conn: _Connection) -> None:
@@ -288,6 +295,7 @@ class WsGuard:
                         return
                 elif kind is WSMsgType.TEXT:
                     if len(message.data) > frames.READ_LIMIT:  # OpenIM would drop the connection for it
+                        conn.end()  # nothing of OpenIM's after the close frame
                         await client.close(code=WSCloseCode.MESSAGE_TOO_BIG)
                         return
                     await upstream.send(message.data)  # pings and pongs: OpenIM answers them

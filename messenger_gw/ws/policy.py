@@ -101,7 +101,8 @@ class FramePolicy:
         self._access = access
         self._rules = rules
         self._rate = rate
-        self._fail_open = fail_open  # WEBHOOK_FAIL_POLICY: the moderation rules fail as the callbacks do
+        self._fail_open = fail_open  # WEBHOOK_FAIL_POLICY: the moderation rules fail as the callbacks do (the
+        # send bucket as RATE_LIMIT_FAIL_POLICY says: its check raises only when that is closed)
         self._blocked = {reason: Refusal(reason, block_errcode, text) for reason, text in BLOCK_MESSAGES.items()}
 
     def check(self, user_id: str, platform_id: int, request: Request) -> Awaitable[Refusal | None]:
@@ -136,10 +137,14 @@ class FramePolicy:
             return DENIED["session_type"]
         try:
             reason = await self._rules.refusal(user_id, msg.contentType, msg.content.decode(errors="replace"))
-            if reason is None and self._rate is not None and await self._rate.check(user_id, "send") is not None:
-                reason = "rate"
         except StoreError:
             reason = None if self._fail_open else "unavailable"
+        if reason is None and self._rate is not None:
+            try:
+                if await self._rate.check(user_id, "send") is not None:
+                    reason = "rate"
+            except StoreError:  # raised only when RATE_LIMIT_FAIL_POLICY is closed, as /im answers 503 then
+                reason = "unavailable"
         return None if reason is None else self._blocked[reason]
 
     async def _newest_seq(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:

@@ -222,16 +222,24 @@ async def test_spent_tokens_put_a_bucket_in_debt_that_takes_are_refused_until_it
     store: Store, advance: Advance
 ) -> None:
     bucket = Bucket("spent", rate=5, burst=2)  # a token every 0.2 s
-    [full_in] = await store.spend_tokens([(bucket, 3)])
+    [full_in] = await store.spend_tokens([(bucket, 3, 0.0)])
     assert 0.59 <= full_in <= 0.6, "three tokens spent: full again in three intervals"
     [wait] = await store.take_tokens([bucket])
     assert 0.35 <= wait <= 0.4, "one interval beyond empty: a token only once the debt is paid"
     await advance(0.45)
     assert await store.take_tokens([bucket]) == [0.0]
     one, other = Bucket("one", rate=1, burst=1), Bucket("other", rate=2, burst=1)
-    fulls = await store.spend_tokens([(one, 1), (other, 4), (one, 2)])
+    fulls = await store.spend_tokens([(one, 1, 0.0), (other, 4, 0.0), (one, 2, 0.0)])
     assert [round(f, 1) for f in fulls] == [1.0, 2.0, 3.0], "in order, each seeing the ones before"
     assert await store.spend_tokens([]) == []
+
+
+async def test_tokens_spent_a_while_ago_from_a_full_bucket_count_its_refill_since(store: Store) -> None:
+    bucket = Bucket("spent-earlier", rate=5, burst=4)  # a token every 0.2 s
+    [full_in] = await store.spend_tokens([(bucket, 2, 0.1)])
+    assert 0.29 <= full_in <= 0.3, "two intervals from 0.1 s ago"
+    [full_in] = await store.spend_tokens([(Bucket("long-ago", rate=5, burst=4), 1, 5.0)])
+    assert full_in == 0.0, "refilled since: full again"
 
 
 async def test_set_if_absent_many_answers_per_item_in_one_call(store: Store) -> None:

@@ -513,6 +513,26 @@ async def test_messages_past_the_send_bucket_are_refused_with_the_moderation_err
     assert (await alice.request(1006, own("alice")))["errCode"] == 0, "reads take nothing from it"
 
 
+async def test_a_send_bucket_the_store_cannot_spend_from_refuses_messages_when_its_policy_is_closed(
+    start_guarded: StartGuarded, connect: Connect, received: Received, clean_redis: RedisProcess
+) -> None:
+    gateway = await start_guarded(
+        RATE_LIMITS="send=60/m:5", RATE_LIMIT_FAIL_POLICY="closed", WEBHOOK_FAIL_POLICY="open",
+        WEBHOOK_BLOCK_ERRCODE=str(BLOCK),
+    )  # fmt: skip
+    alice = await connect(ws_address(gateway), await log_in(gateway, "alice"))
+    await log_in(gateway, "bob")
+    with clean_redis.client() as c:  # the store refuses this bucket alone: a key of another type
+        c.hset("gw:rate:send:{alice}", "not", "a bucket")
+    assert (await alice.request(1003, text_message("alice", "bob", "m0")))["errCode"] == 0, "decided by the worker"
+    await asyncio.sleep(0.3)  # its spend fails meanwhile
+    answer = await alice.request(1003, text_message("alice", "bob", "m1"))
+    assert (answer["errCode"], answer["errMsg"]) == (BLOCK, "moderation is unavailable"), "RATE_LIMIT_FAIL_POLICY"
+    assert received.identifiers("alice") == [1003]
+    labels = {"class": "send", "policy": "closed"}
+    assert sample(gateway.app[METRICS], "messenger_gw_rate_limit_unevaluated_total", **labels) >= 1
+
+
 def test_every_refusal_reason_is_a_metric_label_the_docs_name() -> None:
     docs = (Path(__file__).parents[2] / "docs" / "websocket-guard.md").read_text()
     for reason in REASONS:

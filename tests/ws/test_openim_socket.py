@@ -13,6 +13,7 @@ from typing import cast
 import pytest
 import uvloop
 
+from messenger_gw.ws import _openim_socket
 from messenger_gw.ws._openim_socket import (
     HIGH_WATER,
     OpenIMSocket,
@@ -97,6 +98,7 @@ class Sink:
         self.writes: list[bytes] = []
         self.buffered = 0  # what a slow client has not taken yet
         self.closed = False
+        self.aborted = False
 
     def write(self, data: bytes) -> None:
         self.writes.append(bytes(data))
@@ -106,6 +108,9 @@ class Sink:
 
     def close(self) -> None:
         self.closed = True
+
+    def abort(self) -> None:
+        self.closed = self.aborted = True
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
@@ -122,6 +127,8 @@ def whole_frames(write: bytes) -> bool:
         length, head = write[pos + 1] & 0x7F, 2
         if length == 126:
             length, head = int.from_bytes(write[pos + 2 : pos + 4], "big"), 4
+        elif length == 127:
+            length, head = int.from_bytes(write[pos + 2 : pos + 10], "big"), 10
         pos += head + length
     return pos == len(write)
 
@@ -326,6 +333,96 @@ async def test_a_client_that_does_not_read_pauses_the_reading_from_openim(gatewa
     await until(lambda: sink.data == first + second, "read again once it caught up")
 
 
+async def test_a_long_frame_arriving_in_many_reads_is_forwarded_once_whole(gateway: MsgGateway) -> None:
+    socket = await connect(gateway.url, [], max_frame=1 << 20)
+    sink = Sink()
+    socket.attach(cast(asyncio.Transport, sink))
+    long, short = server_frame(BINARY, b"p" * 200_000), server_frame(TEXT, b"next")
+    stream = long + short
+    chunks = [stream[n : n + 4096] for n in range(0, len(stream), 4096)]
+    await gateway.write(*chunks[:3])
+    await gateway.write(b"".join(chunks[3:]))
+    await until(lambda: sink.data == stream, "both frames")
+    assert sink.writes[0].startswith(long), "the long frame in one write, once it was whole"
+    assert all(whole_frames(write) for write in sink.writes)
+    socket.close(1000)
+
+
+async def test_after_a_kick_that_waited_for_a_split_message_nothing_is_misread(
+    gateway: MsgGateway, opened: Open
+) -> None:
+    socket, sink = await opened()
+    start, end = fragment(BINARY, b"part one ", fin=False), fragment(0, b"and its end", fin=True)
+    await gateway.write(start)
+    await until(lambda: sink.data == start, "the first part")
+    socket.last_to_client(b"kick")
+    await gateway.write(end[:5], end[5:] + server_frame(BINARY, b"a push"))  # its last frame in two reads
+    await until(lambda: sink.closed, "closed after the kick")
+    assert sink.data == start + end + server_frame(BINARY, b"kick"), "the message, the kick, and nothing after"
+    await gateway.write(server_frame(PING, b"still read right"))
+    async with asyncio.timeout(5):
+        assert await gateway.received.get() == (PONG, b"still read right", True)
+
+
+async def test_a_kick_whose_message_never_ends_drops_the_client_without_a_frame_inside_it(
+    gateway: MsgGateway, opened: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_openim_socket, "LAST_FRAME_WAIT", 0.05)
+    socket, sink = await opened()
+    start = fragment(BINARY, b"part one ", fin=False)
+    await gateway.write(start)
+    await until(lambda: sink.data == start, "the first part")
+    socket.last_to_client(b"kick")
+    await until(lambda: sink.closed, "dropped")
+    assert sink.data == start, "no kick inside OpenIM's message: it would break the client's protocol"
+
+
+async def test_the_guards_held_frames_are_dropped_once_it_stops_forwarding(gateway: MsgGateway, opened: Open) -> None:
+    socket, sink = await opened()
+    start = fragment(BINARY, b"part one ", fin=False)
+    await gateway.write(start)
+    await until(lambda: sink.data == start, "the first part")
+    socket.send_to_client(b"a refusal")
+    socket.stop_forwarding()  # the guard closes the client's socket: nothing after its close frame
+    await gateway.write(fragment(0, b"the end", fin=True))
+    await asyncio.sleep(0.05)
+    assert sink.data == start
+
+
+async def test_frames_openim_sent_before_dropping_the_connection_still_reach_the_client(
+    gateway: MsgGateway, opened: Open
+) -> None:
+    socket, sink = await opened(attach=False)
+    refusal = server_frame(TEXT, b'{"errCode":1505}')
+    await gateway.write(refusal)
+    await gateway.close()  # as OpenIM's RespondWithError: the answer, then the connection dropped
+    async with asyncio.timeout(5):
+        assert await socket.ended is None
+    socket.attach(cast(asyncio.Transport, sink))
+    assert sink.data == refusal
+
+
+async def test_whole_frames_before_one_that_breaks_the_protocol_still_reach_the_client(
+    gateway: MsgGateway, opened: Open
+) -> None:
+    socket, sink = await opened()
+    good = server_frame(BINARY, b"good")
+    await gateway.write(good + b"\x82\x83abcdxyz")
+    async with asyncio.timeout(5):
+        assert await socket.ended is None
+    assert sink.data == good
+
+
+async def test_a_client_that_takes_nothing_for_the_stall_limit_is_dropped(
+    gateway: MsgGateway, opened: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_openim_socket, "STALL_LIMIT", 0.1)
+    _, sink = await opened()
+    sink.buffered = HIGH_WATER + 1
+    await gateway.write(server_frame(BINARY, b"unread"))
+    await until(lambda: sink.aborted, "dropped")
+
+
 # -- the client's frames, to OpenIM --------------------------------------------------------------------
 
 
@@ -338,6 +435,20 @@ async def test_the_clients_frames_reach_openim_masked_as_they_were(gateway: MsgG
         assert await gateway.received.get() == (BINARY, b'{"reqIdentifier":1003}', True)
         assert await gateway.received.get() == (TEXT, b'{"type":"ping"}', True)
         assert await gateway.received.get() == (BINARY, b"y" * 1000, True)
+
+
+async def test_a_send_waiting_on_openim_gives_up_when_the_guard_stops_forwarding(
+    gateway: MsgGateway, opened: Open
+) -> None:
+    socket, _ = await opened()
+    socket.pause_writing()  # as the transport says when OpenIM stops reading
+    send = asyncio.create_task(socket.send(b"stuck"))
+    await asyncio.sleep(0.05)
+    assert not send.done()
+    socket.stop_forwarding()  # the idle sweep, a drain
+    with pytest.raises(ConnectionResetError):
+        async with asyncio.timeout(5):
+            await send
 
 
 def test_the_relay_works_on_uvloop_whose_transports_are_not_asyncios() -> None:
