@@ -120,6 +120,7 @@ class WsGuard:
         self._origin_allowed = origin_allowed  # CORS_ALLOWED_ORIGINS, when set: browsers send Origin
         self._clock = clock or asyncio.get_running_loop().time
         self._by_user: dict[str, set[_Connection]] = {}
+        self._upgrading_by_user: dict[str, int] = {}  # past the per-user check, not registered yet
         self._upgrading = 0
         self._open = 0
         self._draining = False
@@ -164,27 +165,38 @@ class WsGuard:
         except TimeoutError:
             self._metrics.ws_upgrades.labels("refused_busy").inc()
             raise errors.Unavailable("Too many WebSocket upgrades at once; connect again") from None
+        # Counted against the user until registered, so upgrades at once from one user cannot pass the cap together.
+        counted = False
         try:
             try:
-                caller = await self._verifier.verify(token)
-            except ImTokenRejected as exc:
-                return await self._token_refused(request, exc, query.get("isMsgResp", "") in GO_TRUE)
-            if caller.user_id != user_id or caller.platform_id != platform_id:
-                return self._refused("token_mismatch", frames.TOKEN_INVALID)
-            if len(self._by_user.get(user_id, ())) >= self._settings.max_connections_per_user:
-                return self._refused("user_connections", frames.CONN_OVER_MAX_NUM_LIMIT)
-            gzipped = query.get("compression") == "gzip" or request.headers.get("compression") == "gzip"
-            upstream = await self._dial(request)
+                try:
+                    caller = await self._verifier.verify(token)
+                except ImTokenRejected as exc:
+                    return await self._token_refused(request, exc, query.get("isMsgResp", "") in GO_TRUE)
+                if caller.user_id != user_id or caller.platform_id != platform_id:
+                    return self._refused("token_mismatch", frames.TOKEN_INVALID)
+                held = len(self._by_user.get(user_id, ())) + self._upgrading_by_user.get(user_id, 0)
+                if held >= self._settings.max_connections_per_user:
+                    return self._refused("user_connections", frames.CONN_OVER_MAX_NUM_LIMIT)
+                self._upgrading_by_user[user_id] = self._upgrading_by_user.get(user_id, 0) + 1
+                counted = True
+                gzipped = query.get("compression") == "gzip" or request.headers.get("compression") == "gzip"
+                upstream = await self._dial(request)
+            finally:
+                self._admission.release()
+            if isinstance(upstream, web.Response):
+                return upstream
+            client = web.WebSocketResponse(compress=False, max_msg_size=frames.HARD_LIMIT, timeout=CLOSE_TIMEOUT)
+            try:
+                await client.prepare(request)
+            except BaseException:
+                upstream.close(WSCloseCode.GOING_AWAY)
+                raise
         finally:
-            self._admission.release()
-        if isinstance(upstream, web.Response):
-            return upstream
-        client = web.WebSocketResponse(compress=False, max_msg_size=frames.HARD_LIMIT, timeout=CLOSE_TIMEOUT)
-        try:
-            await client.prepare(request)
-        except BaseException:
-            upstream.close(WSCloseCode.GOING_AWAY)
-            raise
+            if counted:
+                left = self._upgrading_by_user.pop(user_id) - 1
+                if left:
+                    self._upgrading_by_user[user_id] = left
         assert request.transport is not None
         upstream.attach(request.transport)  # what OpenIM sent meanwhile (its handshake answer) first
         self._metrics.ws_upgrades.labels("accepted").inc()

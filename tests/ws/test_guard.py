@@ -178,6 +178,24 @@ async def test_the_connections_per_worker_and_per_user_are_bounded_with_1601(
     await connect(ws_address(per_user), await log_in(per_user, "dave", 5))  # others are not held back
 
 
+async def test_upgrades_at_once_from_one_user_do_not_pass_the_per_user_bound_together(
+    start_guarded: StartGuarded, http: aiohttp.ClientSession, received: Received
+) -> None:
+    gateway = await start_guarded(WS_MAX_CONNECTIONS_PER_USER="2")
+    logins = [await log_in(gateway, "erin", platform) for platform in (2, 3, 5, 6)]
+    sockets = await asyncio.gather(
+        *(http.ws_connect(ws_address(gateway), params=login.query()) for login in logins), return_exceptions=True
+    )
+    try:
+        upgraded = [ws for ws in sockets if isinstance(ws, aiohttp.ClientWebSocketResponse)]
+        assert len(upgraded) == 2, sockets
+        assert received.upgrades == 2
+    finally:
+        for ws in sockets:
+            if isinstance(ws, aiohttp.ClientWebSocketResponse):
+                await ws.close()
+
+
 async def issued(wire: Wire, redis: RedisProcess, users: list[str]) -> list[Login]:
     """imTokens as a login leaves them (minted by OpenIM, stored in im:token:<userID>), many at once."""
     admin_token = await wire.admin_token()
