@@ -208,6 +208,12 @@ def test_late_and_given_up_audit_entries_are_alerted_on() -> None:
     assert 'messenger_gw_audit_writes_total{outcome="dropped"}' in expressions
 
 
+def test_rate_limits_the_store_could_not_evaluate_are_alerted_on() -> None:
+    [group] = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yaml").read_text())["groups"]
+    expressions = " ".join(rule["expr"] for rule in group["rules"])
+    assert "messenger_gw_rate_limit_unevaluated_total" in expressions
+
+
 def test_the_compose_file_wires_redis_the_gateway_and_nginx() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     assert set(compose["services"]) == {"redis", "messenger-gw", "nginx"}

@@ -203,6 +203,12 @@ class EagerRateLimits:
             view.unspent = 0
         try:
             fulls = await self._store.spend_tokens(spends)
+        except asyncio.CancelledError:  # stopped mid-flight (shutdown): kept for the last flush
+            for key, _, count in sent:
+                if (view := self._views.get(key)) is not None:
+                    view.unspent += count
+                    self._unspent.add(key)
+            raise
         except StoreError as exc:
             counts: dict[str, int] = {}
             for key, _, count in sent:

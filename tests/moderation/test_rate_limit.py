@@ -219,6 +219,29 @@ async def test_an_exactly_emptied_bucket_counts_no_overshoot_whatever_its_interv
     assert sample(metrics, "messenger_gw_rate_limit_overshoot_total", **{"class": "send"}) == 0
 
 
+async def test_tokens_of_a_flush_cancelled_mid_flight_are_spent_by_the_next() -> None:
+    class StalledOnceStore(RecordingStore):
+        stalled = False
+
+        async def spend_tokens(self, spends: Sequence[tuple[Bucket, int, float]]) -> list[float]:
+            if not self.stalled:  # a round trip that never ends: cancelled by the shutdown
+                self.stalled = True
+                await asyncio.Event().wait()
+            return await super().spend_tokens(spends)
+
+    clock, metrics = FakeClock(0), Metrics()
+    store = StalledOnceStore(clock)
+    buckets = eager(store, clock, metrics)
+    assert [await buckets.check("alice", "send") for _ in range(2)] == [None, None]
+    flushing = asyncio.create_task(buckets.flush())
+    await asyncio.sleep(0)
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    await buckets.flush()  # the last one, at shutdown
+    assert store.calls == [("spend", [("gw:rate:send:{alice}", 2)])]
+
+
 async def test_the_views_of_users_whose_buckets_are_full_again_are_dropped() -> None:
     class SmallEager(EagerRateLimits):
         SWEEP_FLOOR = 4
