@@ -33,7 +33,6 @@ DEV_ADMIN_KEYS = f"dev:{hashlib.sha256(DEV_ADMIN_KEY.encode()).hexdigest()}"
 # Dev mode's webhook secret: the embedded sandbox calls the gateway's receiver with it.
 DEV_WEBHOOK_SECRET = "dev-webhook-secret-0001"
 # Dev mode's wsURL: the gateway's own WebSocket guard, at LISTEN (this is LISTEN's default).
-DEV_OPENIM_WS_URL = "ws://127.0.0.1:8080/ws"
 
 # OpenIM moves older admin tokens to a 5-minute grace state whenever a new one
 # is minted (contract, section 11), so a cached admin token must be younger.
@@ -298,6 +297,7 @@ class Settings:
         env = _Reader(environ)
         production = not dev
         listen = env.read("LISTEN", _host_port, default="127.0.0.1:8080" if dev else "0.0.0.0:8080")
+        sandbox_ws = env.read("DEV_SANDBOX_WS_LISTEN", _host_port, default="127.0.0.1:10001")
         settings = cls(
             dev=dev,
             listen=listen,
@@ -324,7 +324,7 @@ class Settings:
             openim_ws_url=env.read(
                 "OPENIM_WS_URL",
                 _url(("ws", "wss")),
-                default=DEV_OPENIM_WS_URL if dev else None,
+                default=f"ws://{listen}/ws" if dev else None,  # dev's guard, at LISTEN
             ),
             # Dev mode serves /im itself, at LISTEN.
             public_im_url=env.read(
@@ -345,7 +345,7 @@ class Settings:
             shutdown_timeout=env.read("SHUTDOWN_TIMEOUT", _seconds(0, 600), default="15"),
             log_level=env.read("LOG_LEVEL", _choice("debug", "info", "warning", "error"), default="info"),
             dev_sandbox_listen=env.read("DEV_SANDBOX_LISTEN", _host_port, default="127.0.0.1:10002"),
-            dev_sandbox_ws_listen=env.read("DEV_SANDBOX_WS_LISTEN", _host_port, default="127.0.0.1:10001"),
+            dev_sandbox_ws_listen=sandbox_ws,
             session_ttl=env.read("SESSION_TTL", _seconds(60, 30 * 86400), default="86400"),
             handshake_rate_limit=env.read("HANDSHAKE_RATE_LIMIT", _integer(0, 1_000_000), default="20"),
             trusted_proxies=env.read("TRUSTED_PROXIES", _networks, default=""),
@@ -417,7 +417,7 @@ class Settings:
                 packs=env.read_optional("STICKER_PACKS", _file_or_directory, required_because=None),
                 max_age=env.read("STICKER_MAX_AGE", _integer(0, 86400), default="300"),
             ),
-            ws_guard=_ws_guard_settings(env, dev=dev),
+            ws_guard=_ws_guard_settings(env, sandbox=f"ws://{sandbox_ws}" if dev else None),
         )
         if settings.cors.any_origin and settings.cors.allow_credentials:
             raise ConfigError(
@@ -433,8 +433,6 @@ class Settings:
                 "must be at least OPENIM_CONNECT_TIMEOUT + OPENIM_POOL_TIMEOUT and at least OPENIM_READ_TIMEOUT",
             )
         env.reject_unknown()
-        if settings.openim_ws_url == DEV_OPENIM_WS_URL and dev:  # not set by hand: dev's guard, at LISTEN
-            settings = dataclasses.replace(settings, openim_ws_url=f"ws://{settings.listen}/ws")
         return settings
 
     def describe(self) -> Iterator[tuple[str, str]]:
@@ -571,9 +569,8 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _ws_guard_settings(env: _Reader, *, dev: bool) -> WsGuardSettings:
-    # Dev mode relays to the embedded sandbox's msg-gateway; production only to the one it is told of.
-    sandbox = f"ws://{env.read('DEV_SANDBOX_WS_LISTEN', _host_port, default='127.0.0.1:10001')}" if dev else None
+def _ws_guard_settings(env: _Reader, *, sandbox: str | None) -> WsGuardSettings:
+    # Dev mode relays to the embedded sandbox's msg-gateway (``sandbox``); production only to the one it is told of.
     upstream = env.read_optional("OPENIM_WS_URL_INTERNAL", _url(("ws", "wss")), required_because=None)
     return WsGuardSettings(
         upstream_url=upstream or sandbox,

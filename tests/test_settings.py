@@ -37,6 +37,13 @@ def test_the_public_base_of_im_is_dev_modes_own_and_has_no_trailing_slash() -> N
         Settings.from_env(PRODUCTION | {"MESSENGER_GW_PUBLIC_IM_URL": "wss://chat.example.com/im"}, dev=False)
 
 
+def test_dev_modes_websocket_url_is_its_own_guard_unless_one_is_given() -> None:
+    listen = {"MESSENGER_GW_LISTEN": "127.0.0.1:9090"}
+    assert Settings.from_env(listen, dev=True).openim_ws_url == "ws://127.0.0.1:9090/ws"
+    given = listen | {"MESSENGER_GW_OPENIM_WS_URL": "ws://127.0.0.1:8080/ws"}  # another gateway's, set by hand
+    assert Settings.from_env(given, dev=True).openim_ws_url == "ws://127.0.0.1:8080/ws"
+
+
 def test_production_reads_every_variable() -> None:
     env = PRODUCTION | {
         "MESSENGER_GW_LISTEN": "[::1]:9000",

@@ -3,7 +3,7 @@ the WebSocket guard: ``ImTokenVerifier``), the authenticator, identity verificat
 and the /auth routes.
 """
 
-from .authenticator import AUTHENTICATOR, Authenticator, bearer_token
+from .authenticator import AUTHENTICATOR, Authenticator, bearer_token, logged_in_caller
 from .caller import Caller, Unauthenticated
 from .handshake import b64url_decode, b64url_encode, decode_public_key, derive_session_key, public_key_text
 from .identity import IDENTITY_VERIFIER, DevOTPVerifier, IdentityVerifier, UserServiceVerifier, valid_user_id
@@ -36,6 +36,7 @@ __all__ = [
     "bearer_token",
     "decode_public_key",
     "derive_session_key",
+    "logged_in_caller",
     "public_key_text",
     "valid_user_id",
 ]

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from messenger_gw.edge import answer_as_openim
 from messenger_gw.metrics import Metrics
-from messenger_gw.moderation import Banned
+from messenger_gw.moderation import BANS, Banned
 
 from . import signatures
 from .caller import Caller, Unauthenticated
@@ -41,9 +41,7 @@ class Authenticator:
         self._metrics = metrics
         self._clock = clock
 
-    async def authenticate(
-        self, request: web.Request, *, allow_jwt: bool = True, allow_im_token: bool = False
-    ) -> Caller:
+    async def authenticate(self, request: web.Request, *, allow_im_token: bool = False) -> Caller:
         """The caller: a signature first, then a JWT bearer, then (where allowed) the ``token`` header."""
         try:
             headers = request.headers
@@ -51,7 +49,7 @@ class Authenticator:
                 return await self._signed(request)
             token = bearer_token(headers)
             if token is not None:
-                if self.jwt_verifier is None or not allow_jwt:
+                if self.jwt_verifier is None:
                     raise Unauthenticated("jwt_disabled")
                 return self._bearer(token, headers.get("X-Platform-ID"))
             if allow_im_token and (im_token := headers.get("token")) is not None:
@@ -160,3 +158,15 @@ class _JoinedHeaders(Mapping[str, str]):
 
 
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator", Authenticator)
+
+
+async def logged_in_caller(request: web.Request) -> Caller:
+    """The caller of a user's route (/im, /legacy, the media routes): a signature, a JWT or an imToken, logged
+    in (else 401, ``not_logged_in``) and not banned (else 403 / 40301)."""
+    authenticator = request.app[AUTHENTICATOR]
+    caller = await authenticator.authenticate(request, allow_im_token=True)
+    if caller.user_id is None:
+        raise authenticator.rejected("not_logged_in")
+    if caller.via != "im_token":  # the imToken verifier has checked the ban already
+        await request.app[BANS].check(caller.user_id)
+    return caller

@@ -10,9 +10,9 @@ __all__ = ["DRAINING", "EdgeRunner", "client_ip", "edge_middleware", "forwarded_
 
 from .cors import CORS, CORSPolicy, add_cors_headers
 from .envelope import answer_as_openim, error_response
-from .forwarding import CLIENT_CREDENTIALS, HOP_BY_HOP, cut_off, passed_headers, stream_answer
+from .forwarding import CLIENT_CREDENTIALS, HOP_BY_HOP, passed_headers, peek, stream_answer, whole_answer
 from .json_body import is_blank, parse_json_object, read_json_object
 
 __all__ += ["answer_as_openim", "error_response", "is_blank", "parse_json_object", "read_json_object"]
-__all__ += ["CLIENT_CREDENTIALS", "HOP_BY_HOP", "cut_off", "passed_headers", "stream_answer"]
+__all__ += ["CLIENT_CREDENTIALS", "HOP_BY_HOP", "passed_headers", "peek", "stream_answer", "whole_answer"]
 __all__ += ["CORS", "CORSPolicy", "add_cors_headers"]

@@ -63,15 +63,15 @@ class CORSPolicy:
         """Whether ``origin`` (an ``Origin`` header, as browsers write it) may call the gateway."""
         return self._any or origin in self._origins
 
-    def consider(self, request: web.Request, origin: str) -> tuple[Mapping[str, str] | None, web.Response | None]:
-        """For a request with ``Origin``: the headers its answer gets (None: none), and the preflight's
-        answer when the gateway answers one (None: route the request as usual). A refused preflight
-        raises :class:`OriginNotAllowed`."""
+    def consider(self, request: web.Request, origin: str) -> web.Response | None:
+        """For a request with ``Origin``: the preflight's answer when the gateway answers one (None: route the
+        request as usual), else the headers its answer gets kept for :func:`add_cors_headers`. A refused
+        preflight raises :class:`OriginNotAllowed`."""
         if not self._enabled:
-            return None, None
+            return None
         methods = _methods(request.path)
         if methods is None:
-            return None, None
+            return None
         allowed = self.allows(origin)
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             request[ROUTE_LABEL] = PREFLIGHT_LABEL
@@ -79,12 +79,10 @@ class CORSPolicy:
                 raise OriginNotAllowed("Origin not allowed", detail=f"CORS preflight from {origin[:100]!r}")
             headers = {"Access-Control-Allow-Origin": "*" if self._any else origin}
             headers |= {"Access-Control-Allow-Methods": methods} | self._preflight
-            return None, web.Response(status=204, headers=headers)
-        if not allowed:
-            return None, None
-        answer = {"Access-Control-Allow-Origin": "*" if self._any else origin} | self._answer
-        request[CORS_ANSWER] = answer  # for an answer its handler prepares itself (a streamed /im answer)
-        return answer, None
+            return web.Response(status=204, headers=headers)
+        if allowed:
+            request[CORS_ANSWER] = {"Access-Control-Allow-Origin": "*" if self._any else origin} | self._answer
+        return None
 
 
 def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:

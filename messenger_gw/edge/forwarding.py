@@ -16,6 +16,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import LooseHeaders
+
+from .cors import add_cors_headers
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,26 @@ CLIENT_CREDENTIALS = frozenset(
      "x-request-id", "x-platform-id"}
 )  # fmt: skip
 STREAM_PART_BYTES = 64 * 1024
+PEEK_BYTES = 64 * 1024  # an answer up to this size is read whole and sent with its length; a larger one streamed
+COMPRESS_FROM_BYTES = 1024
+
+
+async def peek(read: Callable[[int], Awaitable[bytes]], at_eof: Callable[[], bool]) -> bytes:
+    """The answer's first :data:`PEEK_BYTES` + 1 bytes at most: all of it when ``at_eof()`` then."""
+    head = b""  # usually one read: then no copy at all
+    while len(head) <= PEEK_BYTES and not at_eof():
+        head += await read(PEEK_BYTES + 1 - len(head))
+    return head
+
+
+def whole_answer(
+    status: int, body: bytes, *, headers: LooseHeaders | None = None, content_type: str | None = None
+) -> web.Response:
+    """An answer read whole, compressed (where the client takes it) from :data:`COMPRESS_FROM_BYTES` on."""
+    response = web.Response(status=status, body=body, headers=headers, content_type=content_type)
+    if len(body) >= COMPRESS_FROM_BYTES:
+        response.enable_compression()
+    return response
 
 
 def passed_headers(request: web.Request, dropped: frozenset[str]) -> list[tuple[str, str]]:
@@ -54,8 +77,11 @@ async def stream_answer(
     *,
     write_timeout: float,
 ) -> web.StreamResponse:
-    """Send ``head`` and then every part ``read`` gives (b"" at the end) to the client through ``response``,
-    each write within ``write_timeout``; a client too slow or gone has its connection closed."""
+    """Send ``head`` and then every part ``read`` gives (b"" at the end) to the client through ``response``
+    (compressed where the client takes it, with the edge's CORS headers, which it cannot add once the status
+    line is out), each write within ``write_timeout``; a client too slow or gone has its connection closed."""
+    response.enable_compression()
+    add_cors_headers(request, response)
     await response.prepare(request)
     chunk = head
     try:

@@ -42,15 +42,13 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     metrics = request.app[METRICS]
     started = metrics.request_started()
     status = 500  # unless answered: a cancelled request (the client went away) counts as a failure
-    cors_answer = None
     try:
         try:
             origin = request.headers.get("Origin")
             if origin is None:
                 response = await handler(request)
             else:
-                cors_answer, preflight = request.app[CORS].consider(request, origin)
-                response = preflight or await handler(request)
+                response = request.app[CORS].consider(request, origin) or await handler(request)
         except Exception as exc:
             try:
                 response = error_response(request, exc)
@@ -60,7 +58,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 raise
         status = response.status
         response.headers[RESPONSE_HEADER] = operation_id
-        if cors_answer is not None and not response.prepared:  # a prepared one got them from its handler
+        if not response.prepared:  # a prepared one got them as it was (edge.stream_answer)
             add_cors_headers(request, response)
         return response
     finally:

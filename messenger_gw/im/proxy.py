@@ -4,7 +4,8 @@ The edge (``edge/middleware.py``: operationID, metrics and the access line, the 
 envelope) runs first; then the /im chain, one concern per step, in the
 order of DESIGN section 2:
 
-authenticate -> check_ban -> apply_route_policy -> resolve_im_token -> recover_token_errors -> forward
+authenticate (logged in, not banned: ``auth.logged_in_caller``) -> apply_route_policy -> resolve_im_token
+-> recover_token_errors -> forward
 
 :func:`proxy` awaits the steps one after another instead of nesting them as
 middlewares: a step that is done leaves no frame behind, so the waits of the
@@ -27,10 +28,10 @@ import orjson
 from aiohttp import web
 
 from messenger_gw import edge, errors
-from messenger_gw.auth import AUTHENTICATOR, Caller
-from messenger_gw.edge import add_cors_headers, forwarded_for, is_blank, parse_json_object
+from messenger_gw.auth import Caller, logged_in_caller
+from messenger_gw.edge import forwarded_for, is_blank, parse_json_object
 from messenger_gw.metrics import METRICS, ROUTE_LABEL
-from messenger_gw.moderation import BANS, RATE_LIMITS
+from messenger_gw.moderation import RATE_LIMITS
 from messenger_gw.openim import (
     ADMIN_TOKENS,
     CONVERSATION_ACCESS,
@@ -51,8 +52,6 @@ from .route_policy import ROUTE_TABLE, NotAParty, Route, RouteNotFound
 
 log = logging.getLogger(__name__)
 
-PEEK_BYTES = 64 * 1024
-COMPRESS_FROM_BYTES = 1024
 UNLISTED_LABEL = "/im/{unlisted}"
 JSON = "application/json"
 
@@ -84,8 +83,7 @@ def add_routes(app: web.Application) -> None:
 
 async def proxy(request: web.Request) -> web.StreamResponse:
     """The /im chain: each step one concern, awaited in DESIGN section 2's order; any step may refuse."""
-    caller = await authenticate(request)
-    await check_ban(request, caller)
+    caller = await logged_in_caller(request)
     route, body = await apply_route_policy(request, caller)
     try:
         return await recover_token_errors(request, caller, route, body)
@@ -96,19 +94,6 @@ async def proxy(request: web.Request) -> web.StreamResponse:
 
 
 # -- the chain ----------------------------------------------------------------------------------
-
-
-async def authenticate(request: web.Request) -> Caller:
-    authenticator = request.app[AUTHENTICATOR]
-    caller = await authenticator.authenticate(request, allow_im_token=True)
-    if caller.user_id is None:
-        raise authenticator.rejected("not_logged_in")
-    return caller
-
-
-async def check_ban(request: web.Request, caller: Caller) -> None:
-    assert caller.user_id is not None
-    await request.app[BANS].check(caller.user_id)
 
 
 async def apply_route_policy(request: web.Request, caller: Caller) -> tuple[Route, bytes]:
@@ -227,9 +212,7 @@ async def _relay(request: web.Request, route: Route, answer: Answer, exchange: E
     # OpenIM answers its envelope with 200, or 400 for some bad JSON.
     if answer.status not in (200, 400):
         raise OpenIMProtocolError(f"OpenIM answered HTTP {answer.status}")
-    head = b""  # usually one read: then no copy at all
-    while len(head) <= PEEK_BYTES and not answer.at_eof():
-        head += await exchange.read(PEEK_BYTES + 1 - len(head))
+    head = await edge.peek(exchange.read, answer.at_eof)
     if not answer.at_eof():
         if answer.status != 200:  # too large to be an error envelope, and not one to pass on unread
             raise OpenIMProtocolError(f"OpenIM answered HTTP {answer.status} with a large body")
@@ -241,8 +224,8 @@ async def _relay(request: web.Request, route: Route, answer: Answer, exchange: E
         if isinstance(error, TokenError):  # recover_token_errors replaces the token and replays
             raise error
         request.app[METRICS].openim_failed(route.path, "errcode", code)
-        return _json_response(request, answer.status, orjson.dumps(_scrubbed(envelope)))
-    return _json_response(request, answer.status, head)
+        return edge.whole_answer(answer.status, orjson.dumps(_scrubbed(envelope)), content_type=JSON)
+    return edge.whole_answer(answer.status, head, content_type=JSON)
 
 
 def _scrubbed(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -255,20 +238,11 @@ def _scrubbed(envelope: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _json_response(request: web.Request, status: int, body: bytes) -> web.Response:
-    response = web.Response(status=status, body=body, content_type="application/json")
-    if len(body) >= COMPRESS_FROM_BYTES:
-        response.enable_compression()
-    return response
-
-
 async def _stream(request: web.Request, answer: Answer, head: bytes, exchange: Exchange) -> web.StreamResponse:
     """Pass a large answer on at the client's pace: OpenIM's deadlines count only the waits in
     ``exchange.read``, and each write to the client has ``CLIENT_WRITE_TIMEOUT`` of its own."""
     response = web.StreamResponse(status=answer.status)
-    response.content_type = "application/json"
-    response.enable_compression()
-    add_cors_headers(request, response)  # the edge cannot add them once the status line is out
+    response.content_type = JSON
     write_timeout = request.app[SETTINGS].client_write_timeout
     return await edge.stream_answer(request, response, head, exchange.read, write_timeout=write_timeout)
 
@@ -284,4 +258,4 @@ async def _self_user_info(request: web.Request, caller: Caller, token: str) -> w
     if not infos:
         raise RouteNotFound("The caller is not registered in OpenIM")
     body = orjson.dumps({"errCode": 0, "errMsg": "", "errDlt": "", "data": infos[0]})
-    return _json_response(request, 200, body)
+    return edge.whole_answer(200, body, content_type=JSON)

@@ -169,20 +169,17 @@ class Route:
     opaque: bool = False
     answer: str | None = None
     rate_class: str | None = None  # the rate limit's class (RATE_LIMITS); None: not limited
+    label: str = dataclasses.field(init=False)  # the metric label for this route: bounded by the table
+    # Whether a rule reads the body. Then OpenIM must get the body as the rules read it, re-encoded: Go's
+    # decoder merges an object given twice under one key, where the rules saw only the last.
+    reads_body: bool = dataclasses.field(init=False)
 
-    @property
-    def label(self) -> str:
-        """The metric label for this route: bounded by the table."""
-        return "/im" + self.path
-
-    @property
-    def reads_body(self) -> bool:
-        """Whether a rule reads the body. Then OpenIM must get the body as the rules read it, re-encoded:
-        Go's decoder merges an object given twice under one key, where the rules saw only the last."""
-        return any(
-            (self.bind, self.bind_any, self.bind_each, self.bind_platform, self.allow, self.refuse, self.peer,
-             self.drop, self.conversations, self.groups, self.changes_members, self.object_names, self.form_data_ids)
-        )  # fmt: skip
+    def __post_init__(self) -> None:  # once per route, rather than at every request
+        object.__setattr__(self, "label", "/im" + self.path)
+        rules = (self.bind, self.bind_any, self.bind_each, self.bind_platform, self.allow, self.refuse, self.peer,
+                 self.drop, self.conversations, self.groups, self.changes_members, self.object_names,
+                 self.form_data_ids)  # fmt: skip
+        object.__setattr__(self, "reads_body", any(rules))
 
     def apply(self, body: dict[str, Any], user_id: str, platform_id: int) -> None:
         """Enforce the rules on ``body``, filling the caller's identity where it is absent."""

@@ -2,7 +2,7 @@
 
 A request to a route of the legacy table passes, in order (``docs/legacy-chat.md``):
 
-authenticate -> check_ban -> the route's verdict in this phase -> forward
+authenticate (logged in, not banned) -> the route's verdict in this phase -> forward
 
 The caller is authenticated as on ``/im`` (the same authenticator: a signature, a JWT, an imToken) and
 reaches the old service under the identity the gateway established, in the configured headers
@@ -22,10 +22,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 
 from messenger_gw import errors
-from messenger_gw.auth import AUTHENTICATOR, Caller
-from messenger_gw.edge import CLIENT_CREDENTIALS, HOP_BY_HOP, forwarded_for, passed_headers, stream_answer
+from messenger_gw.auth import Caller, logged_in_caller
+from messenger_gw.edge import (
+    CLIENT_CREDENTIALS,
+    HOP_BY_HOP,
+    forwarded_for,
+    passed_headers,
+    peek,
+    stream_answer,
+    whole_answer,
+)
 from messenger_gw.metrics import METRICS, Metrics
-from messenger_gw.moderation import BANS
 from messenger_gw.openim import Deadlines, Exchange, UpstreamError, UpstreamPool
 from messenger_gw.operation_id import OPERATION_ID
 from messenger_gw.settings import SETTINGS, LegacySettings, Network
@@ -34,8 +41,6 @@ from .routes import PREFIX, LegacyRoute, LegacyRouteTable
 
 log = logging.getLogger(__name__)
 
-PEEK_BYTES = 64 * 1024
-COMPRESS_FROM_BYTES = 1024
 # The old service's answer header fields that reach the client; the rest (its cookies, its CORS answers,
 # its internals) stay behind. Content-Encoding is not among them: the pool decodes.
 ANSWER_HEADERS = frozenset(
@@ -143,11 +148,7 @@ async def proxy(request: web.Request, route: LegacyRoute) -> web.StreamResponse:
     verdict = "refused"
     try:
         config = request.app
-        authenticator = config[AUTHENTICATOR]
-        caller = await authenticator.authenticate(request)
-        if caller.user_id is None:
-            raise authenticator.rejected("not_logged_in")
-        await config[BANS].check(caller.user_id)
+        caller = await logged_in_caller(request)
         phase = config[SETTINGS].phase
         if not route.live(phase):
             verdict = "gone"
@@ -167,15 +168,9 @@ async def forward(request: web.Request, route: LegacyRoute, caller: Caller) -> w
     path, _, query = request.raw_path.removeprefix(PREFIX).partition("?")
     exchange = Exchange(service, path, body, headers, query, request.method, label=route.label)
     async with exchange as answer:
-        head = b""  # usually one read: then no copy at all
-        while len(head) <= PEEK_BYTES and not answer.at_eof():
-            head += await exchange.read(PEEK_BYTES + 1 - len(head))
+        head = await peek(exchange.read, answer.at_eof)
         if not answer.at_eof():
             response = web.StreamResponse(status=answer.status, headers=answer.headers)
-            response.enable_compression()
             write_timeout = request.app[SETTINGS].client_write_timeout
             return await stream_answer(request, response, head, exchange.read, write_timeout=write_timeout)
-    whole = web.Response(status=answer.status, body=head, headers=answer.headers)
-    if len(head) >= COMPRESS_FROM_BYTES:
-        whole.enable_compression()
-    return whole
+    return whole_answer(answer.status, head, headers=answer.headers)

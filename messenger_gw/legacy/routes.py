@@ -56,9 +56,8 @@ class LegacyRoute:
 
 
 class LegacyRouteTable:
-    def __init__(self, routes: list[LegacyRoute], source: str) -> None:
+    def __init__(self, routes: list[LegacyRoute]) -> None:
         self._routes = routes
-        self.source = source
 
     @classmethod
     def load(cls, path: Path, *, im_routes: Collection[str]) -> LegacyRouteTable:
@@ -73,7 +72,7 @@ class LegacyRouteTable:
         routes = route_tables.parse_routes(
             text, source, build, lambda route: [(method, route.path) for method in route.methods], LegacyRouteTableError
         )
-        return cls(routes, source)
+        return cls(routes)
 
     def __iter__(self) -> Iterator[LegacyRoute]:
         return iter(self._routes)

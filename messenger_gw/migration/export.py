@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from messenger_gw.auth import valid_user_id
+
 USERS, FRIENDSHIPS, GROUPS, MESSAGES = "users", "friendships", "groups", "messages"
 KINDS = (USERS, FRIENDSHIPS, GROUPS, MESSAGES)
 # getSendMsgReq: the content types /msg/send_msg takes over REST, but 1400 (notifications, not history).
@@ -165,9 +167,10 @@ class _Fields:
 
 
 def _user_id(value: str, name: str) -> str:
-    # protocol:util/datautil/string.go IsLegalUserID: Unicode letters, digits and '_', as user_register checks.
-    if not value or not all(ch.isalnum() or ch == "_" for ch in value):
-        raise BadLine(f"{name}: {value!r} is not a userID OpenIM accepts (letters, digits and _ only)")
+    # OpenIM's rule, as user_register checks it, and the gateway's length, as a login checks it: else an imported
+    # user could never log in.
+    if not valid_user_id(value):
+        raise BadLine(f"{name}: {value!r} is not a userID a login accepts (letters, digits and _, 64 at most)")
     return value
 
 

@@ -103,8 +103,12 @@ class RateLimits:
             raise RateLimited(wait, detail=f"rate class {rate_class}")
 
 
+STORE_ROUNDING = 0.001  # the store answers in whole milliseconds, rounded up
+
+
 @dataclasses.dataclass(slots=True)
 class _View:
+    bucket: Bucket  # the user's, as the store keys it
     full_at: float  # this worker's clock: when the bucket is full again, as far as this worker knows
     unspent: int = 0  # tokens taken here and not yet spent in the store
     first_unspent_at: float = 0.0  # when the first of them was taken
@@ -147,7 +151,7 @@ class EagerRateLimits:
         self._clock = clock
         self._flush_interval = flush_interval
         self._views: dict[tuple[str, str], _View] = {}
-        self._unspent: set[tuple[str, str]] = set()
+        self._unspent: dict[tuple[str, str], _View] = {}
         self._sweep_at = self.SWEEP_FLOOR
         self._stopping = False
 
@@ -162,7 +166,7 @@ class EagerRateLimits:
         if view is None:
             if len(self._views) >= self._sweep_at:
                 self._sweep(now)
-            view = self._views[key] = _View(now)
+            view = self._views[key] = _View(Bucket(_key(rate_class, user_id), limit.rate, limit.burst), now)
         elif view.unsure:
             wait = await self._limits.check(user_id, rate_class)  # raises StoreError under a closed policy
             view.unsure = False
@@ -172,62 +176,51 @@ class EagerRateLimits:
                 return wait
             view.full_at = max(view.full_at, now) + 1 / limit.rate  # taken in the store already
             return None
-        interval = 1 / limit.rate
-        full_at = max(view.full_at, now)
-        wait = full_at - now - (limit.burst - 1) * interval
+        wait, view.full_at = view.bucket.take(view.full_at, now)
         if wait > 0:
             self._metrics.rate_limited.labels(rate_class).inc()
             return wait
-        view.full_at = full_at + interval
         if not view.unspent:
             view.first_unspent_at = now
         view.unspent += 1
-        self._unspent.add(key)
+        self._unspent[key] = view
         return None
 
     async def flush(self) -> None:
         """Spend in the store the tokens taken here since the last flush."""
         if not self._unspent:
             return
-        keys, self._unspent = list(self._unspent), set()
+        unspent, self._unspent = self._unspent, {}
         now = self._clock()
-        spends: list[tuple[Bucket, int, float]] = []
-        sent: list[tuple[tuple[str, str], BucketLimit, int]] = []
-        for key in keys:
-            view, limit = self._views.get(key), self._limits.limit(key[1])
-            if view is None or limit is None or not view.unspent:
-                continue
-            age = now - view.first_unspent_at  # so the store's bucket refills from when they were taken
-            spends.append((Bucket(_key(key[1], key[0]), limit.rate, limit.burst), view.unspent, age))
-            sent.append((key, limit, view.unspent))
+        sent = [(key, view, view.unspent) for key, view in unspent.items()]
+        # The age: the store's bucket refills from when they were taken.
+        spends = [(view.bucket, count, now - view.first_unspent_at) for _, view, count in sent]
+        for view in unspent.values():
             view.unspent = 0
         try:
             fulls = await self._store.spend_tokens(spends)
         except asyncio.CancelledError:  # stopped mid-flight (shutdown): kept for the last flush
-            for key, _, count in sent:
-                if (view := self._views.get(key)) is not None:
-                    view.unspent += count
-                    self._unspent.add(key)
+            for key, view, count in sent:
+                view.unspent += count
+                self._unspent[key] = view
             raise
         except StoreError as exc:
             counts: dict[str, int] = {}
-            for key, _, count in sent:
-                counts[key[1]] = counts.get(key[1], 0) + count
+            for (_, rate_class), _, count in sent:
+                counts[rate_class] = counts.get(rate_class, 0) + count
             # One warning per class and flush, however many users: an outage must not flood the log.
             fail_open = all([self._limits.unevaluated(rate_class, exc, count=n) for rate_class, n in counts.items()])
             if not fail_open:
-                for key, _, _ in sent:
-                    if (view := self._views.get(key)) is not None:
-                        view.unsure = True
+                for _, view, _ in sent:
+                    view.unsure = True
             return
         now = self._clock()
-        for (key, limit, count), full_in in zip(sent, fulls, strict=True):
-            # Beyond an empty bucket: tokens spent that it did not have (with the store's rounding up to whole ms).
-            debt = full_in - limit.burst / limit.rate - 0.001
+        for ((_, rate_class), view, count), full_in in zip(sent, fulls, strict=True):
+            bucket = view.bucket
+            debt = full_in - STORE_ROUNDING - bucket.burst / bucket.rate  # tokens spent that it did not have
             if debt > 0:
-                self._metrics.rate_limit_overshoot.labels(key[1]).inc(min(count, math.ceil(debt * limit.rate)))
-            if (view := self._views.get(key)) is not None:  # less the ms the store rounds up
-                view.full_at = max(view.full_at, now + full_in - 0.001)
+                self._metrics.rate_limit_overshoot.labels(rate_class).inc(min(count, math.ceil(debt * bucket.rate)))
+            view.full_at = max(view.full_at, now + full_in - STORE_ROUNDING)
 
     async def flush_forever(self) -> None:
         """:meth:`flush` every ``flush_interval`` until :meth:`stop` (the owner flushes once more after)."""

@@ -2,7 +2,7 @@
 the transport underneath.
 """
 
-from ._transport import Answer, Deadlines, PoolState, UpstreamError, UpstreamPool
+from ._transport import Answer, Deadlines, UpstreamError, UpstreamPool
 from .admin_token import ADMIN_TOKENS, AdminTokenManager
 from .client import (
     OPENIM,
@@ -18,7 +18,6 @@ from .client import (
     OpenIMUnavailable,
     RecordNotFoundError,
     TokenError,
-    Upstream,
     new_pool,
     read_envelope,
 )
@@ -47,10 +46,8 @@ __all__ = [
     "OpenIMProtocolError",
     "OpenIMTimeout",
     "OpenIMUnavailable",
-    "PoolState",
     "RecordNotFoundError",
     "TokenError",
-    "Upstream",
     "UpstreamError",
     "UpstreamPool",
     "new_pool",

@@ -222,7 +222,7 @@ class Exchange:
     which would add two frames to every wait on the upstream."""
 
     __slots__ = (
-        "_answer", "_client", "_deadline", "_headers", "_label", "_method", "_path", "_payload", "_started",
+        "_answer", "_client", "_deadline", "_headers", "_label", "_method", "_payload", "_started",
         "_target",
     )  # fmt: skip
 
@@ -239,7 +239,6 @@ class Exchange:
         """``label`` names the call to the client's ``exchange_done`` (a route template where the path
         holds parameters); by default, the path."""
         self._client = client
-        self._path = path
         self._label = label or path
         self._target = client.base_path + path + (f"?{query}" if query else "")
         self._payload = payload

@@ -27,6 +27,8 @@ from urllib.parse import quote, urlencode
 import orjson
 from aiohttp import web
 
+from .envelope import CodeError
+
 BUCKET = "openim"  # config/minio.yml bucket
 MIN_PART_SIZE, MAX_PART_SIZE, MAX_NUM_SIZE = 5 * 1024 * 1024, 5 * 1024 * 1024 * 1024, 10_000  # s3/minio
 HASH_PATH, TEMP_PATH, DIRECT_PATH = "openim/data/hash/", "openim/temp/", "openim/direct"  # s3/cont/consts.go
@@ -36,8 +38,11 @@ PART_SIGN_EXPIRE = 86400  # AuthSign's expiry for part uploads
 FORM_DATA_EXPIRE = 600  # InitiateFormData: 10 minutes for a user
 
 
-class StorageError(Exception):
+class StorageError(CodeError):
     """What the object store (MinIO) answers: a plain error to OpenIM, which reports it as a 500."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(500, "", msg=message)
 
 
 @dataclasses.dataclass

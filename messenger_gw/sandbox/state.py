@@ -102,7 +102,7 @@ class VersionLog:
 
     def changes(self, item_ids: list[str], operation: str) -> None:
         """One ``IncrVersion``: a single new version for every element of ``item_ids``."""
-        self._version = self._version + 1 if self._version else 1
+        self._version += 1
         for item_id in item_ids:
             self._latest.pop(item_id, None)  # writeLogBatch2 moves the element to the end
             self._latest[item_id] = (self._version, operation)

@@ -40,7 +40,6 @@ from .objects import (
     MULTIPART,
     PRESIGNED,
     TEMP_PATH,
-    StorageError,
     Stored,
 )
 from .routing import caller_of, check, route
@@ -78,10 +77,6 @@ def set_app_badge(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
 
 
 # -- /object: OpenIM's side ---------------------------------------------------------------------------------
-
-
-def _storage_error(exc: StorageError) -> CodeError:
-    return CodeError(500, "", msg=str(exc))
 
 
 def _check_upload_name(sb: Sandbox, who: Caller, name: str) -> None:
@@ -140,10 +135,7 @@ def part_limit(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
 
 @route("/object/part_size")
 def part_size(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
-    try:
-        return {"size": sb.objects.part_size(body.integer("size"))}
-    except StorageError as exc:
-        raise _storage_error(exc) from None
+    return {"size": sb.objects.part_size(body.integer("size"))}
 
 
 @route("/object/initiate_multipart_upload")
@@ -162,10 +154,7 @@ def initiate_multipart_upload(sb: Sandbox, caller: Caller | None, body: Body) ->
         raise CodeError(500, "", msg="encoding/hex: invalid byte") from None
     if len(digest) != hashlib.md5(usedforsecurity=False).digest_size:
         raise CodeError(500, "", msg="invalid md5")
-    try:
-        size_of_part = store.part_size(size)
-    except StorageError as exc:
-        raise _storage_error(exc) from None
+    size_of_part = store.part_size(size)
     parts = math.ceil(size / size_of_part)
     if max_parts > 0 and 0 < parts < max_parts:  # sic: v3.8.3 refuses fewer parts than maxParts
         raise CodeError(500, "", msg=f"too many parts: {parts}")
@@ -227,10 +216,7 @@ def complete_multipart_upload(sb: Sandbox, caller: Caller | None, body: Body) ->
             del store.uploads[str(upload["b"])]
             target = key
         elif upload.get("a") == PRESIGNED:
-            try:
-                stored = store.stat(key)
-            except StorageError as exc:
-                raise _storage_error(exc) from None
+            stored = store.stat(key)
             store.keys.pop(key)  # cleanObject: the temporary copy goes whatever happens next
             if len(stored.data) != size:
                 raise CodeError(500, "", msg="upload size mismatching")
@@ -302,10 +288,7 @@ def complete_form_data(sb: Sandbox, caller: Caller | None, body: Body) -> Any:
     except (binascii.Error, orjson.JSONDecodeError, CodeError, AttributeError, TypeError) as exc:
         raise CodeError(1001, f"invalid id {exc}") from None
     _check_upload_name(sb, who, name)  # the name only: the key is believed as it stands
-    try:
-        stored = sb.objects.stat(key)
-    except StorageError as exc:
-        raise _storage_error(exc) from None
+    stored = sb.objects.stat(key)
     if stored.data and len(stored.data) != size:
         raise CodeError(90007, "file size mismatch")
     _set_object(sb, who, name, hash="etag_" + stored.etag, key=key, size=len(stored.data),

@@ -35,6 +35,14 @@ class Bucket:
     rate: float
     burst: int
 
+    def take(self, full_at: float | None, now: float) -> tuple[float, float]:
+        """One token, GCRA as the stores keep it (the time at which the bucket is full again; None for a bucket
+        never taken from): the seconds to wait (0 when taken), and that time after the take."""
+        interval = 1 / self.rate
+        full_at = now if full_at is None or full_at < now else full_at
+        wait = full_at - now - (self.burst - 1) * interval
+        return (wait, full_at) if wait > 0 else (0.0, full_at + interval)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StreamEntry:

@@ -76,12 +76,11 @@ class MemoryStore(Store):
         return [self._take_token(bucket) for bucket in buckets]
 
     def _take_token(self, bucket: Bucket) -> float:
-        # RedisStore's script, on this store's clock: the bucket is the time at which it is full again.
-        full_at, now, interval = self._full_at(bucket), self._clock(), 1 / bucket.rate
-        wait = full_at - now - (bucket.burst - 1) * interval
+        # RedisStore's script, on this store's clock.
+        now = self._clock()
+        wait, full_at = bucket.take(self._full_at(bucket), now)
         if wait > 0:
             return max(0.001, math.ceil(round(wait * 1000, 6)) / 1000)  # whole ms, as Redis answers
-        full_at += interval
         self._data[bucket.key] = repr(full_at).encode()
         self._set_ttl(bucket.key, full_at - now)
         return 0.0

@@ -215,33 +215,28 @@ class RedisStore(Store):
             return int(await self._client.delete(*keys))
 
     async def take_tokens(self, buckets: Sequence[Bucket]) -> list[float]:
-        if not buckets:
-            return []
-        with _translated():
-            if self._take_tokens is None:
-                # On Cluster a script's keys must share a slot: one script per bucket, in one pipeline.
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for bucket in buckets:
-                        pipe.eval(_TAKE_TOKENS, 1, bucket.key, *_bucket_args(bucket))
-                    replies = [wait for [wait] in await pipe.execute()]
-            else:
-                args = [arg for bucket in buckets for arg in _bucket_args(bucket)]
-                replies = await self._take_tokens([bucket.key for bucket in buckets], args)
-        return [int(wait_ms) / 1000 for wait_ms in replies]
+        keys, args = [bucket.key for bucket in buckets], [_bucket_args(bucket) for bucket in buckets]
+        return [int(wait_ms) / 1000 for wait_ms in await self._per_key(_TAKE_TOKENS, self._take_tokens, keys, args)]
 
     async def spend_tokens(self, spends: Sequence[tuple[Bucket, int, float]]) -> list[float]:
-        if not spends:
+        keys = [bucket.key for bucket, _, _ in spends]
+        args = [(_interval_ms(bucket), count, _age_ms(age)) for bucket, count, age in spends]
+        return [int(full_ms) / 1000 for full_ms in await self._per_key(_SPEND_TOKENS, self._spend_tokens, keys, args)]
+
+    async def _per_key(
+        self, source: str, script: _DedicatedScript | None, keys: Sequence[str], args: Sequence[Sequence[bytes | int]]
+    ) -> list[Any]:
+        """A script answering per key, each key with its own arguments: one call on its connection; on Cluster,
+        where a script's keys must share a slot, one script per key in one pipeline."""
+        if not keys:
             return []
         with _translated():
-            if self._spend_tokens is None:
+            if script is None:
                 async with self._client.pipeline(transaction=False) as pipe:
-                    for bucket, count, age in spends:
-                        pipe.eval(_SPEND_TOKENS, 1, bucket.key, _interval_ms(bucket), count, _age_ms(age))
-                    replies = [full_ms for [full_ms] in await pipe.execute()]
-            else:
-                args = [arg for bucket, count, age in spends for arg in (_interval_ms(bucket), count, _age_ms(age))]
-                replies = await self._spend_tokens([bucket.key for bucket, _, _ in spends], args)
-        return [int(full_ms) / 1000 for full_ms in replies]
+                    for key, key_args in zip(keys, args, strict=True):
+                        pipe.eval(source, 1, key, *key_args)
+                    return [reply for [reply] in await pipe.execute()]
+            return list(await script(keys, [arg for key_args in args for arg in key_args]))
 
     async def ttl(self, key: str) -> float | None:
         with _translated():

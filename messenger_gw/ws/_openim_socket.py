@@ -171,12 +171,8 @@ class OpenIMSocket(asyncio.Protocol):
             self._refused()
 
     def _refused(self) -> None:
-        if self._handshake.done():
-            return
         content_type = self._headers.get(b"content-type", b"application/json").decode("latin-1")
-        self._handshake.set_exception(Refused(self._status, content_type, bytes(self._body)))
-        self._parser = None
-        self.close_transport()
+        self._fail_handshake(Refused(self._status, content_type, bytes(self._body)))
 
     def _upgraded(self, tail: bytes) -> None:
         headers = self._headers
@@ -415,9 +411,7 @@ class OpenIMSocket(asyncio.Protocol):
             self._transport.close()
 
     def _protocol_error(self) -> None:
-        with contextlib.suppress(ConnectionError):
-            self._write(_client_frame(_CLOSE, _PROTOCOL_ERROR.to_bytes(2, "big")))
-        self.close_transport()
+        self.close(_PROTOCOL_ERROR)
         self._end(None)
 
     def _end(self, result: tuple[int, str] | None) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from google.protobuf.message import DecodeError, Message
 
@@ -147,41 +147,6 @@ class FramePolicy:
                 reason = "unavailable"
         return None if reason is None else self._blocked[reason]
 
-    async def _newest_seq(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
-        wanted = _parse(sdkws_pb2.GetMaxSeqReq, request.data)
-        return _own(wanted, user_id) if wanted is not None else DENIED["undecodable"]
-
-    async def _background(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
-        wanted = _parse(sdkws_pb2.SetAppBackgroundStatusReq, request.data)
-        return _own(wanted, user_id) if wanted is not None else DENIED["undecodable"]
-
-    async def _pull_ranges(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
-        wanted = _parse(sdkws_pb2.PullMessageBySeqsReq, request.data)
-        if wanted is None:
-            return DENIED["undecodable"]
-        ids = [r.conversationID for r in wanted.seqRanges]
-        return _own(wanted, user_id) or await self._parties(user_id, ids, request.operation_id)
-
-    async def _pull_seqs(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
-        wanted = _parse(msg_pb2.GetSeqMessageReq, request.data)
-        if wanted is None:
-            return DENIED["undecodable"]
-        ids = [c.conversationID for c in wanted.conversations]
-        return _own(wanted, user_id) or await self._parties(user_id, ids, request.operation_id)
-
-    async def _read_seqs(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
-        wanted = _parse(msg_pb2.GetConversationsHasReadAndMaxSeqReq, request.data)
-        if wanted is None:
-            return DENIED["undecodable"]
-        # No conversationIDs: every conversation of the userID, the caller's own.
-        return _own(wanted, user_id) or await self._parties(user_id, wanted.conversationIDs, request.operation_id)
-
-    async def _last_messages(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
-        wanted = _parse(msg_pb2.GetLastMessageReq, request.data)
-        if wanted is None:
-            return DENIED["undecodable"]
-        return _own(wanted, user_id) or await self._parties(user_id, wanted.conversationIDs, request.operation_id)
-
     async def _parties(self, user_id: str, conversation_ids: Iterable[str], operation_id: str) -> Refusal | None:
         try:
             for conversation_id in dict.fromkeys(conversation_ids):
@@ -192,12 +157,7 @@ class FramePolicy:
         return None
 
     async def _anything(self, user_id: str, platform_id: int, request: Request) -> Refusal | None:
-        """A request that acts on nothing but the connection itself (logout, status subscriptions)."""
-        if (
-            request.req_identifier == frames.SUB_USER_ONLINE_STATUS
-            and _parse(sdkws_pb2.SubUserOnlineStatus, request.data) is None
-        ):
-            return DENIED["undecodable"]
+        """A request that acts on nothing but the connection itself (logout)."""
         return None
 
 
@@ -220,18 +180,39 @@ class _AboutAUser(Protocol):
     def userID(self) -> str: ...
 
 
-def _own(wanted: _AboutAUser, user_id: str) -> Refusal | None:
-    return None if wanted.userID == user_id else DENIED["user"]
+def _own(message: type[M], conversations: Callable[[M], Iterable[str]] = lambda _: ()) -> Check:
+    """The check of a request about the caller's own data: its ``userID`` the caller's, and each of its
+    ``conversations`` one the caller is party to."""
+
+    async def check(policy: FramePolicy, user_id: str, platform_id: int, request: Request) -> Refusal | None:
+        wanted = _parse(message, request.data)
+        if wanted is None:
+            return DENIED["undecodable"]
+        if cast(_AboutAUser, wanted).userID != user_id:
+            return DENIED["user"]
+        return await policy._parties(user_id, conversations(wanted), request.operation_id)
+
+    return check
+
+
+def _decodable(message: type[Message]) -> Check:
+    """The check of a request that acts on nothing but the connection: only that OpenIM can read it."""
+
+    async def check(policy: FramePolicy, user_id: str, platform_id: int, request: Request) -> Refusal | None:
+        return DENIED["undecodable"] if _parse(message, request.data) is None else None
+
+    return check
 
 
 CHECKS: dict[int, Check] = {
     frames.SEND_MSG: FramePolicy._send_msg,
-    frames.GET_NEWEST_SEQ: FramePolicy._newest_seq,
-    frames.PULL_BY_SEQ_RANGES: FramePolicy._pull_ranges,
-    frames.PULL_MSG: FramePolicy._pull_seqs,
-    frames.GET_CONV_MAX_READ_SEQ: FramePolicy._read_seqs,
-    frames.PULL_CONV_LAST_MESSAGE: FramePolicy._last_messages,
+    frames.GET_NEWEST_SEQ: _own(sdkws_pb2.GetMaxSeqReq),
+    frames.PULL_BY_SEQ_RANGES: _own(sdkws_pb2.PullMessageBySeqsReq, lambda m: [r.conversationID for r in m.seqRanges]),
+    frames.PULL_MSG: _own(msg_pb2.GetSeqMessageReq, lambda m: [c.conversationID for c in m.conversations]),
+    # No conversationIDs: every conversation of the userID, the caller's own.
+    frames.GET_CONV_MAX_READ_SEQ: _own(msg_pb2.GetConversationsHasReadAndMaxSeqReq, lambda m: m.conversationIDs),
+    frames.PULL_CONV_LAST_MESSAGE: _own(msg_pb2.GetLastMessageReq, lambda m: m.conversationIDs),
     frames.LOGOUT: FramePolicy._anything,
-    frames.SET_BACKGROUND_STATUS: FramePolicy._background,
-    frames.SUB_USER_ONLINE_STATUS: FramePolicy._anything,
+    frames.SET_BACKGROUND_STATUS: _own(sdkws_pb2.SetAppBackgroundStatusReq),
+    frames.SUB_USER_ONLINE_STATUS: _decodable(sdkws_pb2.SubUserOnlineStatus),
 }

@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 from messenger_gw import keys
 from messenger_gw.metrics import METRICS
 from messenger_gw.moderation import Ban
+from messenger_gw.sandbox import FakeClock
 from tests.conftest import GOOD_CODE, LOOPBACK, Gateway, RedisProcess, StartGateway, base_url, free_port, sample
 
 JWT_SECRET = "a-jwt-secret-of-at-least-32-bytes!!"
@@ -250,6 +251,28 @@ async def test_a_signed_request_reaches_the_old_service_as_its_sessions_user(
     assert (seen.headers["X-Legacy-User"], seen.headers["X-Legacy-Platform"]) == ("bob", "5")
     sent = {name.lower() for name in seen.headers}
     assert not sent & {"signature", "signature-input", "content-digest"}, "the client's signature stays behind"
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    # The sandbox signs an imToken's exp by its clock and the gateway checks it by the real one.
+    return FakeClock(time.time())
+
+
+async def test_an_openim_sdk_client_reaches_the_old_service_with_its_imtoken_as_its_user(
+    start_gateway: StartGateway, old_chat: OldChat, old_chat_url: str, table: Path
+) -> None:
+    gateway = await start_gateway(**legacy_env(old_chat_url, table, 3))
+    async with gateway.client() as client:
+        await client.handshake(platform_id=5)
+        token = (await client.login({"userID": "carol", "code": GOOD_CODE}))["imToken"]
+    async with aiohttp.ClientSession() as http, http.get(gateway.url + READ[1], headers={"token": token}) as response:
+        assert response.status == 200, await response.text()
+        answer = orjson.loads(await response.read())
+        assert answer.get("user") == "carol", answer
+    [seen] = old_chat.seen
+    assert (seen.headers["X-Legacy-User"], seen.headers["X-Legacy-Platform"]) == ("carol", "5")
+    assert "token" not in {name.lower() for name in seen.headers}, "the imToken stays behind"
 
 
 async def test_the_old_services_answer_reaches_the_client_without_its_cookies_or_internals(
